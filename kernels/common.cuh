@@ -1,0 +1,122 @@
+// Shared definitions for the adaptive-pool kernels.
+//
+// Everything here compiles with NVRTC alone: no CUDA toolkit header is included. f16 and bf16
+// are raw 16-bit storage types; their conversions are inline PTX, and arithmetic on them
+// always happens in f32.
+#pragma once
+
+typedef unsigned long long u64;
+typedef long long i64;
+
+// Threads per block for every kernel in this crate. The Rust launch planner
+// (`src/plan.rs`, `THREADS_PER_BLOCK`) uses the same number; `__launch_bounds__` lets ptxas
+// budget registers for it.
+#define AP_THREADS_PER_BLOCK 256
+
+// ---------------------------------------------------------------------------------------------
+// The window formula, PyTorch's `start_index` / `end_index`
+// (aten/src/ATen/native/AdaptivePooling.h): output cell `o` of `out_len` over an input of
+// `in_len` covers [floor(o * in_len / out_len), ceil((o + 1) * in_len / out_len)).
+// Exact integer arithmetic, never floats. The Rust twin is `adaptive_pool::window`; the crate's
+// tests run both over every small size and compare.
+// ---------------------------------------------------------------------------------------------
+template <typename I>
+__device__ __forceinline__ I window_start(I o, I out_len, I in_len) {
+    return (o * in_len) / out_len;
+}
+
+template <typename I>
+__device__ __forceinline__ I window_end(I o, I out_len, I in_len) {
+    return ((o + 1) * in_len + out_len - 1) / out_len;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Storage types and their accumulators
+// ---------------------------------------------------------------------------------------------
+struct __align__(2) f16_raw {
+    unsigned short bits;
+};
+struct __align__(2) bf16_raw {
+    unsigned short bits;
+};
+
+// Accumulator type: f32 for f32/f16/bf16 (as PyTorch's CUDA kernels), f64 for f64.
+template <typename T> struct Acc;
+template <> struct Acc<float> { typedef float type; };
+template <> struct Acc<double> { typedef double type; };
+template <> struct Acc<f16_raw> { typedef float type; };
+template <> struct Acc<bf16_raw> { typedef float type; };
+
+__device__ __forceinline__ float to_acc(float v) { return v; }
+__device__ __forceinline__ double to_acc(double v) { return v; }
+
+__device__ __forceinline__ float to_acc(f16_raw v) {
+    float r;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(r) : "h"(v.bits));
+    return r;
+}
+
+__device__ __forceinline__ float to_acc(bf16_raw v) {
+    // A bf16 is the upper half of an f32: widening is exact.
+    return __uint_as_float(((unsigned int)v.bits) << 16);
+}
+
+template <typename T> __device__ __forceinline__ T from_acc(typename Acc<T>::type v);
+
+template <> __device__ __forceinline__ float from_acc<float>(float v) { return v; }
+template <> __device__ __forceinline__ double from_acc<double>(double v) { return v; }
+
+template <> __device__ __forceinline__ f16_raw from_acc<f16_raw>(float v) {
+    f16_raw r;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(r.bits) : "f"(v));
+    return r;
+}
+
+template <> __device__ __forceinline__ bf16_raw from_acc<bf16_raw>(float v) {
+    bf16_raw r;
+#if __CUDA_ARCH__ >= 800
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r.bits) : "f"(v));
+#else
+    // Round to nearest even by hand (no cvt.bf16 below sm_80). NaN stays NaN (quieted).
+    unsigned int u = __float_as_uint(v);
+    if ((u & 0x7fffffffu) > 0x7f800000u) {
+        r.bits = (unsigned short)((u >> 16) | 0x0040u);
+    } else {
+        u += 0x7fffu + ((u >> 16) & 1u);
+        r.bits = (unsigned short)(u >> 16);
+    }
+#endif
+    return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Atomic add of an already-rounded value of the storage type (PyTorch's `gpuAtomicAdd`).
+// ---------------------------------------------------------------------------------------------
+__device__ __forceinline__ void atomic_add(float* p, float v) { atomicAdd(p, v); }
+
+__device__ __forceinline__ void atomic_add(double* p, double v) { atomicAdd(p, v); }
+
+__device__ __forceinline__ void atomic_add(f16_raw* p, f16_raw v) {
+    // Native f16 atomics exist from sm_70, below every architecture this crate builds.
+    asm volatile("red.global.add.noftz.f16 [%0], %1;" ::"l"(p), "h"(v.bits) : "memory");
+}
+
+__device__ __forceinline__ void atomic_add(bf16_raw* p, bf16_raw v) {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("red.global.add.noftz.bf16 [%0], %1;" ::"l"(p), "h"(v.bits) : "memory");
+#else
+    // Compare-and-swap on the 16-bit word (atom.cas.b16 exists from sm_70).
+    unsigned short old = p->bits;
+    unsigned short assumed;
+    do {
+        assumed = old;
+        bf16_raw cur;
+        cur.bits = assumed;
+        const bf16_raw sum = from_acc<bf16_raw>(to_acc(cur) + to_acc(v));
+        asm volatile("atom.global.cas.b16 %0, [%1], %2, %3;"
+                     : "=h"(old)
+                     : "l"(p), "h"(assumed), "h"(sum.bits)
+                     : "memory");
+    } while (old != assumed);
+#endif
+}
