@@ -104,14 +104,18 @@ fn build_all(kernel_dir: &Path, out_dir: &Path, nvrtc: &Nvrtc) -> String {
     }
 
     let mut rs = String::new();
-    rs.push_str("/// Why no PTX is embedded.\npub(crate) const NOT_BUILT_REASON: Option<&str> = None;\n");
+    rs.push_str(
+        "/// Why no PTX is embedded.\npub(crate) const NOT_BUILT_REASON: Option<&str> = None;\n",
+    );
     let _ = writeln!(
         rs,
         "/// NVRTC version that built the PTX.\npub(crate) const NVRTC_VERSION: Option<(i32, \
          i32)> = Some(({}, {}));",
         nvrtc.version.0, nvrtc.version.1
     );
-    rs.push_str("/// Every embedded PTX variant.\npub(crate) static VARIANTS: &[PtxVariant] = &[\n");
+    rs.push_str(
+        "/// Every embedded PTX variant.\npub(crate) static VARIANTS: &[PtxVariant] = &[\n",
+    );
     for src_path in &sources {
         let module = src_path
             .file_stem()

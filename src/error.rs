@@ -134,7 +134,7 @@ pub enum Error {
     },
 
     /// A CUDA driver call failed.
-    #[error("CUDA error while {doing}: {source}")]
+    #[error("CUDA error while {doing}: {}", describe(source))]
     Cuda {
         /// What the crate was doing.
         doing: String,
@@ -151,4 +151,19 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub(crate) fn cuda(doing: impl Into<String>) -> impl FnOnce(DriverError) -> Error {
     let doing = doing.into();
     move |source| Error::Cuda { doing, source }
+}
+
+/// `CUDA_ERROR_NAME (description)`; the description only where the driver library is loaded
+/// (cudarc's own formatting asks the driver for it, and aborts where there is none).
+fn describe(e: &DriverError) -> String {
+    // SAFETY: `is_culib_present` only tries to open the driver library; it calls nothing in it.
+    let loaded = unsafe { cudarc::driver::sys::is_culib_present() };
+    let description = if loaded {
+        e.error_string()
+            .ok()
+            .map(|s| format!(" ({})", s.to_string_lossy()))
+    } else {
+        None
+    };
+    format!("{:?}{}", e.0, description.unwrap_or_default())
 }

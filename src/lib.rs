@@ -51,8 +51,8 @@
 mod cuda;
 mod element;
 mod error;
-mod pool;
 pub mod plan;
+mod pool;
 pub mod ptx;
 pub mod reference;
 mod shape;

@@ -99,7 +99,8 @@ pub struct LaunchPlan {
 /// arithmetic, which holds when element counts are at most 2^31 and the window products fit.
 pub fn fits_idx32(input: &Shape, output: &Shape) -> bool {
     const LIMIT: u128 = 1 << 31;
-    let window_fits = |o: usize, i: usize| (o as u128 + 1) * i as u128 + o as u128 <= u32::MAX as u128;
+    let window_fits =
+        |o: usize, i: usize| (o as u128 + 1) * i as u128 + o as u128 <= u32::MAX as u128;
     (input.numel() as u128) <= LIMIT
         && (output.numel() as u128) <= LIMIT
         && window_fits(output.height(), input.height())

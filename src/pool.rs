@@ -69,7 +69,11 @@ impl AdaptiveAvgPool2d {
         input: &Tensor<S>,
     ) -> Result<DeviceTensor<T>> {
         let out_shape = self.output_shape(input.dims())?;
-        let mut output = from_checked(alloc::<T>(stream, out_shape.numel())?, out_shape, input.layout());
+        let mut output = from_checked(
+            alloc::<T>(stream, out_shape.numel())?,
+            out_shape,
+            input.layout(),
+        );
         self.forward_into(stream, input, &mut output)?;
         Ok(output)
     }
@@ -93,7 +97,13 @@ impl AdaptiveAvgPool2d {
             return Ok(());
         }
         let kernels = cuda::kernels(stream.context())?;
-        let plan = plan::forward(&plan_shapes.0, &plan_shapes.1, layout, T::DTYPE, &kernels.limits());
+        let plan = plan::forward(
+            &plan_shapes.0,
+            &plan_shapes.1,
+            layout,
+            T::DTYPE,
+            &kernels.limits(),
+        );
         kernels.execute(stream, &plan, input.storage(), output.storage_mut())
     }
 
@@ -161,7 +171,12 @@ impl AdaptiveAvgPool2d {
             self.backward_algorithm,
             &kernels.limits(),
         );
-        kernels.execute(stream, &plan, grad_output.storage(), grad_input.storage_mut())
+        kernels.execute(
+            stream,
+            &plan,
+            grad_output.storage(),
+            grad_input.storage_mut(),
+        )
     }
 }
 
@@ -220,7 +235,9 @@ fn check_context<T, B: DeviceSlice<T>>(
 /// one.
 fn alloc<T: Element>(stream: &Arc<CudaStream>, len: usize) -> Result<CudaSlice<T>> {
     if len == 0 {
-        return stream.null().map_err(cuda_err("creating an empty device buffer"));
+        return stream
+            .null()
+            .map_err(cuda_err("creating an empty device buffer"));
     }
     // SAFETY: the memory is uninitialised until the plan runs; every caller hands the buffer
     // straight to `forward_into` / `backward_into`, whose plans write every element (the

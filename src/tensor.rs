@@ -91,7 +91,9 @@ impl<T: Element> DeviceTensor<T> {
         let shape = Shape::new(dims)?;
         check_len(data.len(), &shape)?;
         let storage = if data.is_empty() {
-            stream.null().map_err(cuda("creating an empty device buffer"))?
+            stream
+                .null()
+                .map_err(cuda("creating an empty device buffer"))?
         } else {
             stream
                 .clone_htod(data)
@@ -108,7 +110,9 @@ impl<T: Element> DeviceTensor<T> {
     pub fn zeros(stream: &Arc<CudaStream>, dims: &[usize], layout: Layout) -> Result<Self> {
         let shape = Shape::new(dims)?;
         let storage = if shape.numel() == 0 {
-            stream.null().map_err(cuda("creating an empty device buffer"))?
+            stream
+                .null()
+                .map_err(cuda("creating an empty device buffer"))?
         } else {
             stream
                 .alloc_zeros(shape.numel())

@@ -34,12 +34,22 @@ fn check_case<T: Element + GoldenElement>(case: &GoldenCase, summary: &mut Error
     // The output shape rule agrees with PyTorch's.
     let pool = AdaptiveAvgPool2d::new(output_size);
     let out_shape = pool.output_shape(&case.input_shape).expect("output shape");
-    assert_eq!(out_shape.dims(), &case.output_shape[..], "{}: output shape", case.name);
+    assert_eq!(
+        out_shape.dims(),
+        &case.output_shape[..],
+        "{}: output shape",
+        case.name
+    );
 
     let (out, got_shape) =
         reference::forward(&input, &shape, layout, output_size).expect("reference forward");
     assert_eq!(got_shape, out_shape);
-    let scale = forward_scale(&input, &shape, layout, (out_shape.height(), out_shape.width()));
+    let scale = forward_scale(
+        &input,
+        &shape,
+        layout,
+        (out_shape.height(), out_shape.width()),
+    );
     let err = assert_close(
         &format!("{} forward", case.name),
         &out,
@@ -65,7 +75,11 @@ fn check_case<T: Element + GoldenElement>(case: &GoldenCase, summary: &mut Error
 #[test]
 fn reference_matches_every_pytorch_fixture() {
     let cases = load_all();
-    assert!(cases.len() >= 100, "expected the full fixture set, got {}", cases.len());
+    assert!(
+        cases.len() >= 100,
+        "expected the full fixture set, got {}",
+        cases.len()
+    );
     let mut summary = ErrorSummary::default();
     for case in &cases {
         match case.dtype {
@@ -110,7 +124,10 @@ fn fixtures_cover_the_pytorch_suite_cases() {
         (&[5, 5, 5, 5], (s(5), s(7)), false),
     ];
     for (dims, size, cl) in required {
-        assert!(has(dims, *size, *cl), "missing fixture {dims:?} -> {size:?} channels_last={cl}");
+        assert!(
+            has(dims, *size, *cl),
+            "missing fixture {dims:?} -> {size:?} channels_last={cl}"
+        );
     }
     assert!(cases
         .iter()

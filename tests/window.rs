@@ -14,11 +14,17 @@ fn windows_cover_the_input() {
             assert_eq!(window::end(out_len - 1, out_len, in_len), in_len);
             for o in 0..out_len {
                 let w = window::window(o, out_len, in_len);
-                assert!(!w.is_empty(), "in {in_len} out {out_len} cell {o}: empty {w:?}");
+                assert!(
+                    !w.is_empty(),
+                    "in {in_len} out {out_len} cell {o}: empty {w:?}"
+                );
                 assert!(w.end <= in_len);
                 if o + 1 < out_len {
                     let next = window::window(o + 1, out_len, in_len);
-                    assert!(next.start <= w.end, "gap after cell {o} (in {in_len}, out {out_len})");
+                    assert!(
+                        next.start <= w.end,
+                        "gap after cell {o} (in {in_len}, out {out_len})"
+                    );
                     assert!(next.start >= w.start && next.end >= w.end, "not monotone");
                 }
             }
@@ -33,7 +39,9 @@ fn covering_is_exactly_the_cells_whose_windows_contain_each_position() {
     let mut checked = 0usize;
     for in_len in 1..=MAX_LEN {
         for out_len in 1..=MAX_LEN {
-            let windows: Vec<_> = (0..out_len).map(|o| window::window(o, out_len, in_len)).collect();
+            let windows: Vec<_> = (0..out_len)
+                .map(|o| window::window(o, out_len, in_len))
+                .collect();
             for i in 0..in_len {
                 let brute: Vec<usize> = (0..out_len).filter(|&o| windows[o].contains(&i)).collect();
                 let covering: Vec<usize> = window::covering(i, in_len, out_len).collect();

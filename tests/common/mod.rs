@@ -2,7 +2,9 @@
 //! comparisons.
 #![allow(dead_code)]
 
+pub mod cases;
 pub mod golden;
+pub mod sim;
 
 use adaptive_pool::{reference, DType, Element, Layout, Shape};
 use rand::rngs::StdRng;
@@ -23,12 +25,24 @@ pub struct Tolerance {
 pub fn reference_vs_torch(dtype: DType) -> Tolerance {
     match dtype {
         // f32 ulp is 1.2e-7 relative; PyTorch's f32 sums of up to a few hundred terms.
-        DType::F32 => Tolerance { abs: 1e-6, rel: 1e-5 },
-        DType::F64 => Tolerance { abs: 1e-12, rel: 1e-12 },
+        DType::F32 => Tolerance {
+            abs: 1e-6,
+            rel: 1e-5,
+        },
+        DType::F64 => Tolerance {
+            abs: 1e-12,
+            rel: 1e-12,
+        },
         // f16 ulp is 9.8e-4 relative: a few ulps.
-        DType::F16 => Tolerance { abs: 2e-3, rel: 1e-2 },
+        DType::F16 => Tolerance {
+            abs: 2e-3,
+            rel: 1e-2,
+        },
         // bf16 ulp is 7.8e-3 relative: a few ulps.
-        DType::Bf16 => Tolerance { abs: 1e-2, rel: 2e-2 },
+        DType::Bf16 => Tolerance {
+            abs: 1e-2,
+            rel: 2e-2,
+        },
     }
 }
 
@@ -38,14 +52,26 @@ pub fn reference_vs_torch(dtype: DType) -> Tolerance {
 pub fn kernel_vs_reference(dtype: DType) -> Tolerance {
     match dtype {
         // Window sums of up to ~1000 terms in f32: well under 1e-5 of their magnitude.
-        DType::F32 => Tolerance { abs: 1e-6, rel: 1e-5 },
+        DType::F32 => Tolerance {
+            abs: 1e-6,
+            rel: 1e-5,
+        },
         // The same in f64.
-        DType::F64 => Tolerance { abs: 1e-14, rel: 1e-13 },
+        DType::F64 => Tolerance {
+            abs: 1e-14,
+            rel: 1e-13,
+        },
         // One rounding of the f32 result (half an ulp, 4.9e-4) plus, in the backward, one per
         // atomic contribution (a handful in these tests): 8 ulps.
-        DType::F16 => Tolerance { abs: 1e-4, rel: 8e-3 },
+        DType::F16 => Tolerance {
+            abs: 1e-4,
+            rel: 8e-3,
+        },
         // The same for bf16 (half an ulp is 3.9e-3).
-        DType::Bf16 => Tolerance { abs: 1e-3, rel: 6e-2 },
+        DType::Bf16 => Tolerance {
+            abs: 1e-3,
+            rel: 6e-2,
+        },
     }
 }
 
@@ -121,7 +147,10 @@ pub fn forward_scale<T: Element>(
     layout: Layout,
     out_hw: (usize, usize),
 ) -> Vec<T> {
-    let abs: Vec<T> = input.iter().map(|v| T::from_f64(v.to_f64().abs())).collect();
+    let abs: Vec<T> = input
+        .iter()
+        .map(|v| T::from_f64(v.to_f64().abs()))
+        .collect();
     match reference::forward(&abs, shape, layout, out_hw) {
         Ok((v, _)) => v,
         Err(e) => panic!("reference forward of |input| failed: {e}"),
@@ -163,6 +192,9 @@ impl ErrorSummary {
     pub fn print(&self, title: &str) {
         println!("{title}: {} cases", self.cases);
         for (i, d) in DType::ALL.iter().enumerate() {
+            if self.count[i] == 0 {
+                continue;
+            }
             println!(
                 "  {d:>4}: {:>4} comparisons, largest error {:e}",
                 self.count[i], self.max[i]

@@ -1,0 +1,204 @@
+//! Test cases and checks shared by every backend that runs the kernels: the GPU (`tests/gpu.rs`)
+//! and the PTX simulator (`tests/sim.rs`).
+
+use adaptive_pool::half::{bf16, f16};
+use adaptive_pool::{reference, BackwardAlgorithm, DType, Element, Layout, OutputSize, Shape};
+use rand::rngs::StdRng;
+use rand::Rng;
+
+use super::{
+    assert_close, backward_scale, forward_scale, kernel_vs_reference, poison, random_data,
+    ErrorSummary,
+};
+
+/// Something that runs the crate's kernels on host data. Outputs start as the `poison` given
+/// (NaN), so an element the kernels never write fails the comparison.
+pub trait Backend {
+    /// Forward of `input` (`shape`, `layout`) into an output of `out_shape`.
+    fn forward<T: Element>(
+        &self,
+        input: &[T],
+        shape: &Shape,
+        layout: Layout,
+        out_shape: &Shape,
+        output_size: OutputSize,
+        poisoned_output: Vec<T>,
+    ) -> Vec<T>;
+
+    /// Backward of `grad_output` (`grad_output_shape`) into grad_input of `input_shape`.
+    fn backward<T: Element>(
+        &self,
+        grad_output: &[T],
+        grad_output_shape: &Shape,
+        input_shape: &Shape,
+        layout: Layout,
+        output_size: OutputSize,
+        algorithm: BackwardAlgorithm,
+        poisoned_grad_input: Vec<T>,
+    ) -> Vec<T>;
+}
+
+/// One shape to test.
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub dims: Vec<usize>,
+    pub output_size: OutputSize,
+    pub layout: Layout,
+}
+
+impl Case {
+    fn new(dims: &[usize], output_size: impl Into<OutputSize>, layout: Layout) -> Case {
+        Case {
+            dims: dims.to_vec(),
+            output_size: output_size.into(),
+            layout,
+        }
+    }
+}
+
+/// The fixed edge cases, in both layouts: non-divisible, upsampling, 1x1 output, identity,
+/// 1-wide and 1-tall inputs, an empty batch, a zero output size, None entries, and a shape that
+/// needs the 64-bit index kernels (its window products pass 2^32).
+pub fn edge_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for layout in Layout::ALL {
+        cases.extend([
+            Case::new(&[2, 3, 7, 9], (3, 4), layout),
+            Case::new(&[1, 2, 3, 4], (7, 9), layout),
+            Case::new(&[2, 5, 6, 7], 1, layout),
+            Case::new(&[3, 5, 6], (5, 6), layout),
+            Case::new(&[2, 3, 1, 9], (1, 4), layout),
+            Case::new(&[2, 3, 9, 1], (4, 3), layout),
+            Case::new(&[0, 3, 8, 8], 3, layout),
+            Case::new(&[0, 4, 4], 2, layout),
+            Case::new(&[1, 2, 5, 5], (0, 3), layout),
+            Case::new(&[2, 3, 5, 6], (Some(3), None), layout),
+            Case::new(&[1, 1, 1, 70_000], (1, 69_999), layout),
+        ]);
+    }
+    cases
+}
+
+/// `count` random shapes: rank 3 or 4, small sizes, output sizes from 1 to twice the input
+/// plus two (so downsampling, non-divisible, identity and upsampling all occur).
+pub fn random_cases(rng: &mut StdRng, count: usize) -> Vec<Case> {
+    (0..count)
+        .map(|_| {
+            let h = rng.random_range(1..=13);
+            let w = rng.random_range(1..=13);
+            let c = rng.random_range(1..=5);
+            let dims = if rng.random_bool(0.5) {
+                vec![rng.random_range(1..=3), c, h, w]
+            } else {
+                vec![c, h, w]
+            };
+            let oh = rng.random_range(1..=2 * h + 2);
+            let ow = rng.random_range(1..=2 * w + 2);
+            let output_size = match rng.random_range(0..6) {
+                0 => OutputSize::Pair(None, Some(ow)),
+                1 => OutputSize::Pair(Some(oh), None),
+                _ => OutputSize::Pair(Some(oh), Some(ow)),
+            };
+            let layout = if rng.random_bool(0.5) {
+                Layout::Nchw
+            } else {
+                Layout::Nhwc
+            };
+            Case {
+                dims,
+                output_size,
+                layout,
+            }
+        })
+        .collect()
+}
+
+/// Runs `case` forward and backward in dtype `T` on `backend` and compares with the reference:
+/// the backward must also conserve the gradient (grad_input sums to grad_output's sum).
+pub fn check_case<T: Element, B: Backend>(
+    backend: &B,
+    case: &Case,
+    algorithm: BackwardAlgorithm,
+    rng: &mut StdRng,
+    summary: &mut ErrorSummary,
+) {
+    let shape = Shape::new(&case.dims).expect("case shape");
+    let out_shape = case.output_size.resolve(&shape).expect("output shape");
+    let tol = kernel_vs_reference(T::DTYPE);
+    let name = format!(
+        "{:?} -> {} {} {} {algorithm:?}",
+        case.dims,
+        case.output_size,
+        case.layout,
+        T::DTYPE
+    );
+
+    let input: Vec<T> = random_data(rng, shape.numel());
+    let got = backend.forward(
+        &input,
+        &shape,
+        case.layout,
+        &out_shape,
+        case.output_size,
+        poison(out_shape.numel()),
+    );
+    let (want, _) = reference::forward(&input, &shape, case.layout, case.output_size)
+        .expect("reference forward");
+    let scale = forward_scale(
+        &input,
+        &shape,
+        case.layout,
+        (out_shape.height(), out_shape.width()),
+    );
+    summary.record(
+        T::DTYPE,
+        assert_close(&format!("{name} forward"), &got, &want, &scale, tol),
+    );
+
+    let grad_out: Vec<T> = random_data(rng, out_shape.numel());
+    let got = backend.backward(
+        &grad_out,
+        &out_shape,
+        &shape,
+        case.layout,
+        case.output_size,
+        algorithm,
+        poison(shape.numel()),
+    );
+    let want = reference::backward(&grad_out, &out_shape, &shape, case.layout)
+        .expect("reference backward");
+    let scale = backward_scale(&grad_out, &out_shape, &shape, case.layout);
+    summary.record(
+        T::DTYPE,
+        assert_close(&format!("{name} backward"), &got, &want, &scale, tol),
+    );
+
+    // Conservation: each grad_output element is spread over its window with weights summing
+    // to one, so grad_input sums to grad_output's sum.
+    let sum_in: f64 = got.iter().map(|v| v.to_f64()).sum();
+    let sum_out: f64 = grad_out.iter().map(|v| v.to_f64()).sum();
+    let magnitude: f64 = grad_out.iter().map(|v| v.to_f64().abs()).sum();
+    let bound = tol.abs * shape.numel() as f64 + tol.rel * magnitude;
+    assert!(
+        (sum_in - sum_out).abs() <= bound,
+        "{name}: grad_input sums to {sum_in}, grad_output to {sum_out} (bound {bound:e})"
+    );
+    summary.cases += 1;
+}
+
+/// [`check_case`] in the dtype given as a value.
+pub fn check_case_dtype<B: Backend>(
+    backend: &B,
+    dtype: DType,
+    case: &Case,
+    algorithm: BackwardAlgorithm,
+    rng: &mut StdRng,
+    summary: &mut ErrorSummary,
+) {
+    match dtype {
+        DType::F32 => check_case::<f32, B>(backend, case, algorithm, rng, summary),
+        DType::F64 => check_case::<f64, B>(backend, case, algorithm, rng, summary),
+        DType::F16 => check_case::<f16, B>(backend, case, algorithm, rng, summary),
+        DType::Bf16 => check_case::<bf16, B>(backend, case, algorithm, rng, summary),
+    }
+}
