@@ -41,7 +41,7 @@
 //! except [`DeviceTensor::to_host`]. The `_into` forms allocate nothing.
 //!
 //! # Without a GPU
-//! [`reference`] runs on any machine. The crate builds without NVRTC too (every GPU entry point
+//! [`reference`](mod@reference) runs on any machine. The crate builds without NVRTC too (every GPU entry point
 //! then returns [`Error::KernelsNotBuilt`]); with NVRTC the embedded PTX is in [`ptx`] and the
 //! launch plans in [`plan`], which is how the crate's own tests execute the real kernels on a
 //! PTX simulator.

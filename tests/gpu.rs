@@ -9,7 +9,7 @@ use adaptive_pool::cudarc::driver::{CudaContext, CudaStream};
 use adaptive_pool::half::{bf16, f16};
 use adaptive_pool::{
     reference, AdaptiveAvgPool2d, BackwardAlgorithm, DType, DeviceTensor, Element, Error, Layout,
-    OutputSize, Shape, Tensor,
+    Shape, Tensor,
 };
 use common::cases::{check_case_dtype, edge_cases, random_cases, Backend};
 use common::golden::{load_all, GoldenCase, GoldenDType, GoldenElement};
@@ -34,14 +34,13 @@ impl Backend for Gpu {
         shape: &Shape,
         layout: Layout,
         out_shape: &Shape,
-        output_size: OutputSize,
         poisoned_output: Vec<T>,
     ) -> Vec<T> {
         let s = &self.stream;
         let input = DeviceTensor::from_host(s, input, shape.dims(), layout).expect("upload");
         let mut out =
             DeviceTensor::from_host(s, &poisoned_output, out_shape.dims(), layout).expect("upload");
-        AdaptiveAvgPool2d::new(output_size)
+        AdaptiveAvgPool2d::new((out_shape.height(), out_shape.width()))
             .forward_into(s, &input, &mut out)
             .expect("forward_into");
         out.to_host(s).expect("download")
@@ -53,7 +52,6 @@ impl Backend for Gpu {
         grad_output_shape: &Shape,
         input_shape: &Shape,
         layout: Layout,
-        output_size: OutputSize,
         algorithm: BackwardAlgorithm,
         poisoned_grad_input: Vec<T>,
     ) -> Vec<T> {
@@ -62,7 +60,7 @@ impl Backend for Gpu {
             .expect("upload");
         let mut gi = DeviceTensor::from_host(s, &poisoned_grad_input, input_shape.dims(), layout)
             .expect("upload");
-        AdaptiveAvgPool2d::new(output_size)
+        AdaptiveAvgPool2d::new((grad_output_shape.height(), grad_output_shape.width()))
             .with_backward_algorithm(algorithm)
             .backward_into(s, &go, &mut gi)
             .expect("backward_into");
@@ -216,7 +214,6 @@ fn views_of_caller_owned_buffers() {
     AdaptiveAvgPool2d::new(3)
         .forward_into(&s, &input, &mut output)
         .expect("forward");
-    drop(output);
     let got = s.clone_dtoh(&out_buffer).expect("download");
     let shape = Shape::new(&[2, 3, 8, 8]).expect("shape");
     let (want, _) = reference::forward(&host[100..], &shape, Layout::Nchw, 3).expect("reference");
@@ -228,8 +225,6 @@ fn views_of_caller_owned_buffers() {
         &scale,
         kernel_vs_reference(DType::F32),
     );
-    out_buffer = s.clone_htod(&got).expect("upload");
-    drop(out_buffer);
 }
 
 /// A tensor from another context is refused, not launched on.

@@ -104,7 +104,9 @@ fn fixtures_cover_the_pytorch_suite_cases() {
         })
     };
     let s = |v: usize| Some(v);
-    let required: &[(&[usize], (Option<usize>, Option<usize>), bool)] = &[
+    /// (input dims, output_size, channels_last)
+    type Required<'a> = (&'a [usize], (Option<usize>, Option<usize>), bool);
+    let required: &[Required] = &[
         (&[1, 3, 5, 6], (s(3), s(3)), false),
         (&[3, 5, 6], (s(3), s(3)), false),
         (&[1, 3, 5, 6], (s(1), s(1)), false),

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 use adaptive_pool::plan::{self, Buffer, DeviceLimits, KernelArg, LaunchPlan, Step};
-use adaptive_pool::{ptx, BackwardAlgorithm, Element, Layout, OutputSize, Shape};
+use adaptive_pool::{ptx, BackwardAlgorithm, Element, Layout, Shape};
 use ptxsim::{BlockOrder, LaunchConfig, Memory, Module, ParamValue};
 
 /// The device the simulator stands for in the planner: few multiprocessors, so that every
@@ -56,7 +56,7 @@ pub fn run_plan<T: Element>(
     };
     let mut mem = Memory::new();
     let size = std::mem::size_of::<T>();
-    let src_addr = mem.alloc(src.len() * size);
+    let src_addr = mem.alloc(std::mem::size_of_val(src));
     let dst_addr = mem.alloc(dst.len() * size);
     mem.write(src_addr, &bytes(src)).expect("write src");
     mem.write(dst_addr, &bytes(&dst)).expect("write dst");
@@ -194,7 +194,6 @@ impl super::cases::Backend for Sim {
         shape: &Shape,
         layout: Layout,
         out_shape: &Shape,
-        _output_size: OutputSize,
         poisoned_output: Vec<T>,
     ) -> Vec<T> {
         Sim::forward(self, input, shape, layout, out_shape, poisoned_output)
@@ -206,7 +205,6 @@ impl super::cases::Backend for Sim {
         grad_output_shape: &Shape,
         input_shape: &Shape,
         layout: Layout,
-        _output_size: OutputSize,
         algorithm: BackwardAlgorithm,
         poisoned_grad_input: Vec<T>,
     ) -> Vec<T> {
