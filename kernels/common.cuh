@@ -120,3 +120,86 @@ __device__ __forceinline__ void atomic_add(bf16_raw* p, bf16_raw v) {
     } while (old != assumed);
 #endif
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reductions
+// ---------------------------------------------------------------------------------------------
+#define AP_WARP 32
+
+// Sum over the 32 lanes of a warp; every lane gets the total. All 32 lanes must call it.
+template <typename A>
+__device__ __forceinline__ A warp_sum(A v) {
+#pragma unroll
+    for (int offset = AP_WARP / 2; offset > 0; offset /= 2) {
+        v += __shfl_xor_sync(0xffffffffu, v, offset);
+    }
+    return v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 16-byte vector access: V16<T>::N elements of T per 16 bytes, loaded into or stored from the
+// accumulator type. `p` must be 16-byte aligned.
+// ---------------------------------------------------------------------------------------------
+template <typename T> struct V16;
+
+template <> struct V16<float> {
+    static const int N = 4;
+    __device__ static __forceinline__ void load(const float* p, float* a) {
+        const float4 v = *reinterpret_cast<const float4*>(p);
+        a[0] = v.x; a[1] = v.y; a[2] = v.z; a[3] = v.w;
+    }
+    __device__ static __forceinline__ void store(float* p, const float* a) {
+        float4 v;
+        v.x = a[0]; v.y = a[1]; v.z = a[2]; v.w = a[3];
+        *reinterpret_cast<float4*>(p) = v;
+    }
+};
+
+template <> struct V16<double> {
+    static const int N = 2;
+    __device__ static __forceinline__ void load(const double* p, double* a) {
+        const double2 v = *reinterpret_cast<const double2*>(p);
+        a[0] = v.x; a[1] = v.y;
+    }
+    __device__ static __forceinline__ void store(double* p, const double* a) {
+        double2 v;
+        v.x = a[0]; v.y = a[1];
+        *reinterpret_cast<double2*>(p) = v;
+    }
+};
+
+// f16 and bf16: eight 16-bit values in four 32-bit words, low half first (little-endian).
+template <typename H> struct V16Half {
+    static const int N = 8;
+    __device__ static __forceinline__ void load(const H* p, float* a) {
+        const uint4 v = *reinterpret_cast<const uint4*>(p);
+        const unsigned int w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            H lo, hi;
+            lo.bits = (unsigned short)(w[k] & 0xffffu);
+            hi.bits = (unsigned short)(w[k] >> 16);
+            a[2 * k] = to_acc(lo);
+            a[2 * k + 1] = to_acc(hi);
+        }
+    }
+    __device__ static __forceinline__ void store(H* p, const float* a) {
+        unsigned int w[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            const unsigned int lo = from_acc<H>(a[2 * k]).bits;
+            const unsigned int hi = from_acc<H>(a[2 * k + 1]).bits;
+            w[k] = lo | (hi << 16);
+        }
+        uint4 v;
+        v.x = w[0]; v.y = w[1]; v.z = w[2]; v.w = w[3];
+        *reinterpret_cast<uint4*>(p) = v;
+    }
+};
+template <> struct V16<f16_raw> : V16Half<f16_raw> {};
+template <> struct V16<bf16_raw> : V16Half<bf16_raw> {};
+
+// Whether every pointer is 16-byte aligned (vector kernels fall back to scalar access if not).
+__device__ __forceinline__ bool aligned16(const void* a, const void* b) {
+    return (((u64)a | (u64)b) & 15u) == 0;
+}

@@ -36,9 +36,15 @@ pub struct DeviceLimits {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum BackwardAlgorithm {
+    /// Each grad_input element gathers `grad / area` from exactly the output cells whose
+    /// windows cover it and is written once: no zero-fill pass, no atomics, bitwise identical
+    /// results run after run. The default: it moves fewer bytes than the scatter (which writes
+    /// grad_input once to zero it and then read-modify-writes it once per contribution) and
+    /// avoids the compare-and-swap loops that bf16 atomics become below sm_90.
+    #[default]
+    Deterministic,
     /// PyTorch's scheme: zero grad_input, then every grad_output element atomically adds its
     /// share into its window. Not bitwise reproducible when windows overlap.
-    #[default]
     Atomic,
 }
 
@@ -94,9 +100,10 @@ pub struct LaunchPlan {
 }
 
 /// Whether the `_idx32` kernels are safe for these shapes: every index and intermediate
-/// product they form (element offsets, `(o + 1) * in_len + out_len` in the window formula,
-/// and a grid-stride index plus the stride) must stay below 2^32 in unsigned 32-bit
-/// arithmetic, which holds when element counts are at most 2^31 and the window products fit.
+/// product they form (element offsets, `(o + 1) * in_len + out_len` in the window formula and
+/// its input/output-swapped twin in the gather, and a grid-stride index plus the stride) must
+/// stay below 2^32 in unsigned 32-bit arithmetic, which holds when element counts are at most
+/// 2^31 and the window products fit.
 pub fn fits_idx32(input: &Shape, output: &Shape) -> bool {
     const LIMIT: u128 = 1 << 31;
     let window_fits =
@@ -107,7 +114,196 @@ pub fn fits_idx32(input: &Shape, output: &Shape) -> bool {
         && window_fits(output.width(), input.width())
 }
 
-/// The plan for the forward pass of `input` into `output` (shapes already validated).
+/// Elements per 16-byte vector access of the `nhwc_vec` kernels (`V16<T>::N` in
+/// `kernels/common.cuh`).
+pub fn vector_width(dtype: DType) -> usize {
+    16 / dtype.size_bytes()
+}
+
+/// Window area (elements averaged per output cell, the largest over the output) from which
+/// one thread per output element is a long serial loop and the reduction kernels take over.
+pub const LARGE_WINDOW: usize = 64;
+
+/// Input planes below which global pooling has too few planes for a warp each and uses a
+/// block per plane instead, per multiprocessor.
+pub const WARPS_PER_MULTIPROCESSOR: usize = 16;
+
+/// Threads one multiprocessor keeps resident (2048 on sm_75 to sm_90 with 256-thread blocks).
+pub const THREADS_PER_MULTIPROCESSOR: usize = 2048;
+
+/// A forward kernel family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ForwardKernel {
+    /// One thread per output element (`kernels/forward.cu`), both layouts.
+    Elementwise,
+    /// NHWC, one thread per 16 bytes of consecutive channels (`kernels/nhwc_vec.cu`); needs C a
+    /// multiple of [`vector_width`].
+    NhwcVector,
+    /// Global pooling (1x1 output) in NCHW: one warp per (n, c) plane with 16-byte loads
+    /// (`kernels/forward_reduce.cu`).
+    GlobalWarp,
+    /// NCHW large windows: one warp per output cell, lanes across each window row.
+    WarpPerCell,
+    /// Large windows with few cells: one block per output cell (NCHW) or per output cell and
+    /// tile of up to 32 channels (NHWC), reduced through shared memory.
+    BlockPerCell,
+}
+
+impl ForwardKernel {
+    /// Every forward kernel family.
+    pub const ALL: [ForwardKernel; 5] = [
+        ForwardKernel::Elementwise,
+        ForwardKernel::NhwcVector,
+        ForwardKernel::GlobalWarp,
+        ForwardKernel::WarpPerCell,
+        ForwardKernel::BlockPerCell,
+    ];
+
+    /// Whether this family computes the forward for these shapes, layout and dtype.
+    pub fn supports(self, output: &Shape, layout: Layout, dtype: DType) -> bool {
+        match self {
+            ForwardKernel::Elementwise | ForwardKernel::BlockPerCell => true,
+            ForwardKernel::NhwcVector => {
+                layout == Layout::Nhwc && output.channels() % vector_width(dtype) == 0
+            }
+            ForwardKernel::GlobalWarp => {
+                layout == Layout::Nchw && output.height() == 1 && output.width() == 1
+            }
+            ForwardKernel::WarpPerCell => layout == Layout::Nchw,
+        }
+    }
+}
+
+/// A backward kernel family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BackwardKernel {
+    /// Zero grad_input, then one thread per grad_output element adds into its window
+    /// (`kernels/backward_atomic.cu`). [`BackwardAlgorithm::Atomic`].
+    AtomicScatter,
+    /// One thread per grad_input element gathers from its covering cells
+    /// (`kernels/backward_gather.cu`). [`BackwardAlgorithm::Deterministic`].
+    Gather,
+    /// NHWC gather over 16 bytes of consecutive channels per thread (`kernels/nhwc_vec.cu`);
+    /// needs C a multiple of [`vector_width`]. Deterministic.
+    GatherNhwcVector,
+    /// Global pooling (1x1 output): every grad_input element of a plane is `grad / (H * W)`.
+    /// Deterministic.
+    Broadcast,
+}
+
+impl BackwardKernel {
+    /// Every backward kernel family.
+    pub const ALL: [BackwardKernel; 4] = [
+        BackwardKernel::AtomicScatter,
+        BackwardKernel::Gather,
+        BackwardKernel::GatherNhwcVector,
+        BackwardKernel::Broadcast,
+    ];
+
+    /// Whether this family computes the backward for these shapes, layout and dtype.
+    pub fn supports(self, grad_output: &Shape, layout: Layout, dtype: DType) -> bool {
+        match self {
+            BackwardKernel::AtomicScatter | BackwardKernel::Gather => true,
+            BackwardKernel::GatherNhwcVector => {
+                layout == Layout::Nhwc && grad_output.channels() % vector_width(dtype) == 0
+            }
+            BackwardKernel::Broadcast => grad_output.height() == 1 && grad_output.width() == 1,
+        }
+    }
+
+    /// Whether its results are bitwise reproducible.
+    pub fn is_deterministic(self) -> bool {
+        self != BackwardKernel::AtomicScatter
+    }
+}
+
+/// The largest window area over the output: `ceil(in / out) + 1` rows (or `in` when
+/// `out == 1`) times the same for columns; zero for an empty output.
+fn max_window_area(input: &Shape, output: &Shape) -> usize {
+    let span = |i: usize, o: usize| match o {
+        0 => 0,
+        1 => i,
+        _ => i.div_ceil(o) + 1,
+    };
+    span(input.height(), output.height()).saturating_mul(span(input.width(), output.width()))
+}
+
+/// The forward kernel for these shapes on this device. The one selection rule:
+///
+/// 1. NCHW global pooling (1x1 output) of planes of at least 8 elements: a warp per plane
+///    ([`ForwardKernel::GlobalWarp`]) when there are at least [`WARPS_PER_MULTIPROCESSOR`]
+///    planes per multiprocessor, else a block per plane ([`ForwardKernel::BlockPerCell`]).
+/// 2. Windows of at least [`LARGE_WINDOW`] elements with fewer output elements than the device
+///    keeps threads resident ([`THREADS_PER_MULTIPROCESSOR`] per multiprocessor), where one
+///    thread per output would leave it idle: NCHW takes a warp per cell
+///    ([`ForwardKernel::WarpPerCell`]) when there are at least [`WARPS_PER_MULTIPROCESSOR`]
+///    cells per multiprocessor, else a block per cell; NHWC takes a block per cell and
+///    channel tile.
+/// 3. Otherwise one thread per output element: 16 bytes of channels per thread in NHWC when C
+///    allows ([`ForwardKernel::NhwcVector`]), else one element ([`ForwardKernel::Elementwise`]).
+///
+/// The compute capability does not change the choice: every kernel exists for every
+/// architecture built, and ptxas reports no spills for any of them.
+pub fn select_forward(
+    input: &Shape,
+    output: &Shape,
+    layout: Layout,
+    dtype: DType,
+    device: &DeviceLimits,
+) -> ForwardKernel {
+    let sms = device.multiprocessors.max(1) as usize;
+    let cells = output.numel();
+    let global = output.height() == 1 && output.width() == 1;
+    let hw = input.height().saturating_mul(input.width());
+    if layout == Layout::Nchw && global && hw >= 8 {
+        let planes = input.batch() * input.channels();
+        return if planes >= sms * WARPS_PER_MULTIPROCESSOR {
+            ForwardKernel::GlobalWarp
+        } else {
+            ForwardKernel::BlockPerCell
+        };
+    }
+    if max_window_area(input, output) >= LARGE_WINDOW && cells < sms * THREADS_PER_MULTIPROCESSOR {
+        return match layout {
+            Layout::Nchw if cells >= sms * WARPS_PER_MULTIPROCESSOR => ForwardKernel::WarpPerCell,
+            _ => ForwardKernel::BlockPerCell,
+        };
+    }
+    if ForwardKernel::NhwcVector.supports(output, layout, dtype) {
+        ForwardKernel::NhwcVector
+    } else {
+        ForwardKernel::Elementwise
+    }
+}
+
+/// The backward kernel for an algorithm: [`BackwardKernel::AtomicScatter`] for
+/// [`BackwardAlgorithm::Atomic`]; for [`BackwardAlgorithm::Deterministic`],
+/// [`BackwardKernel::Broadcast`] for global pooling, [`BackwardKernel::GatherNhwcVector`] for
+/// NHWC when C allows, else [`BackwardKernel::Gather`].
+pub fn select_backward(
+    algorithm: BackwardAlgorithm,
+    grad_output: &Shape,
+    layout: Layout,
+    dtype: DType,
+) -> BackwardKernel {
+    match algorithm {
+        BackwardAlgorithm::Atomic => BackwardKernel::AtomicScatter,
+        BackwardAlgorithm::Deterministic => {
+            if BackwardKernel::Broadcast.supports(grad_output, layout, dtype) {
+                BackwardKernel::Broadcast
+            } else if BackwardKernel::GatherNhwcVector.supports(grad_output, layout, dtype) {
+                BackwardKernel::GatherNhwcVector
+            } else {
+                BackwardKernel::Gather
+            }
+        }
+    }
+}
+
+/// The plan for the forward pass of `input` into `output` (shapes already validated), with
+/// the kernel [`select_forward`] picks.
 pub fn forward(
     input: &Shape,
     output: &Shape,
@@ -115,25 +311,89 @@ pub fn forward(
     dtype: DType,
     device: &DeviceLimits,
 ) -> LaunchPlan {
-    let work = output.numel();
-    if work == 0 {
-        return LaunchPlan::default();
+    let kernel = select_forward(input, output, layout, dtype, device);
+    // The selected kernel supports the shapes; the element-wise kernel supports every shape.
+    forward_with(kernel, input, output, layout, dtype, device)
+        .or_else(|| {
+            forward_with(
+                ForwardKernel::Elementwise,
+                input,
+                output,
+                layout,
+                dtype,
+                device,
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// The plan for the forward pass with a given kernel family, or `None` if that family does
+/// not support these shapes ([`ForwardKernel::supports`]). Tests use it to run every family.
+pub fn forward_with(
+    kernel: ForwardKernel,
+    input: &Shape,
+    output: &Shape,
+    layout: Layout,
+    dtype: DType,
+    device: &DeviceLimits,
+) -> Option<LaunchPlan> {
+    if !kernel.supports(output, layout, dtype) {
+        return None;
     }
-    let kernel = format!(
-        "forward_{}_{}_{}",
-        layout.name(),
-        dtype.name(),
-        index_suffix(input, output)
-    );
-    LaunchPlan {
-        steps: vec![Step::Launch(elementwise_launch(
-            "forward", kernel, work, input, output, device,
+    let cells = output.numel();
+    if cells == 0 {
+        return Some(LaunchPlan::default());
+    }
+    let suffix = format!("{}_{}", dtype.name(), index_suffix(input, output));
+    let (module, name, items, threads_per_item) = match kernel {
+        ForwardKernel::Elementwise => ("forward", format!("forward_{}", layout.name()), cells, 1),
+        ForwardKernel::NhwcVector => (
+            "nhwc_vec",
+            "forward_nhwc_vec".to_string(),
+            cells / vector_width(dtype),
+            1,
+        ),
+        ForwardKernel::GlobalWarp => (
+            "forward_reduce",
+            "forward_global_nchw".to_string(),
+            cells,
+            32,
+        ),
+        ForwardKernel::WarpPerCell => {
+            ("forward_reduce", "forward_warp_nchw".to_string(), cells, 32)
+        }
+        ForwardKernel::BlockPerCell => {
+            let jobs = match layout {
+                Layout::Nchw => cells,
+                Layout::Nhwc => {
+                    let tile = output.channels().next_power_of_two().min(32);
+                    (cells / output.channels()) * output.channels().div_ceil(tile)
+                }
+            };
+            (
+                "forward_reduce",
+                format!("forward_block_{}", layout.name()),
+                jobs,
+                THREADS_PER_BLOCK as usize,
+            )
+        }
+    };
+    Some(LaunchPlan {
+        steps: vec![Step::Launch(grid_stride_launch(
+            module,
+            format!("{name}_{suffix}"),
+            items,
+            threads_per_item,
+            input,
+            output,
+            device,
         ))],
-    }
+    })
 }
 
 /// The plan for the backward pass: `grad_output` (the forward's output shape) into
-/// `grad_input` (the forward's input shape), shapes already validated.
+/// `grad_input` (the forward's input shape), shapes already validated, with the kernel
+/// [`select_backward`] picks for `algorithm`.
 pub fn backward(
     grad_output: &Shape,
     grad_input: &Shape,
@@ -142,32 +402,79 @@ pub fn backward(
     algorithm: BackwardAlgorithm,
     device: &DeviceLimits,
 ) -> LaunchPlan {
+    let kernel = select_backward(algorithm, grad_output, layout, dtype);
+    // The selected kernel supports the shapes; the gather supports every shape.
+    backward_with(kernel, grad_output, grad_input, layout, dtype, device)
+        .or_else(|| {
+            let gather = BackwardKernel::Gather;
+            backward_with(gather, grad_output, grad_input, layout, dtype, device)
+        })
+        .unwrap_or_default()
+}
+
+/// The plan for the backward pass with a given kernel family, or `None` if that family does
+/// not support these shapes ([`BackwardKernel::supports`]).
+pub fn backward_with(
+    kernel: BackwardKernel,
+    grad_output: &Shape,
+    grad_input: &Shape,
+    layout: Layout,
+    dtype: DType,
+    device: &DeviceLimits,
+) -> Option<LaunchPlan> {
+    if !kernel.supports(grad_output, layout, dtype) {
+        return None;
+    }
     if grad_input.numel() == 0 {
-        return LaunchPlan::default();
+        return Some(LaunchPlan::default());
     }
-    match algorithm {
-        BackwardAlgorithm::Atomic => {
-            let mut steps = vec![Step::ZeroDst];
-            let work = grad_output.numel();
-            if work > 0 {
-                let kernel = format!(
-                    "backward_atomic_{}_{}_{}",
-                    layout.name(),
-                    dtype.name(),
-                    index_suffix(grad_input, grad_output)
-                );
-                steps.push(Step::Launch(elementwise_launch(
-                    "backward_atomic",
-                    kernel,
-                    work,
-                    grad_input,
-                    grad_output,
-                    device,
-                )));
-            }
-            LaunchPlan { steps }
-        }
+    if grad_output.numel() == 0 {
+        // An empty output (a zero output size) receives no gradient: grad_input is all zeros.
+        return Some(LaunchPlan {
+            steps: vec![Step::ZeroDst],
+        });
     }
+    let suffix = format!("{}_{}", dtype.name(), index_suffix(grad_input, grad_output));
+    let (module, name, items, zero_first) = match kernel {
+        BackwardKernel::AtomicScatter => (
+            "backward_atomic",
+            format!("backward_atomic_{}", layout.name()),
+            grad_output.numel(),
+            true,
+        ),
+        BackwardKernel::Gather => (
+            "backward_gather",
+            format!("backward_gather_{}", layout.name()),
+            grad_input.numel(),
+            false,
+        ),
+        BackwardKernel::GatherNhwcVector => (
+            "nhwc_vec",
+            "backward_gather_nhwc_vec".to_string(),
+            grad_input.numel() / vector_width(dtype),
+            false,
+        ),
+        BackwardKernel::Broadcast => (
+            "backward_gather",
+            format!("backward_broadcast_{}", layout.name()),
+            grad_input.numel(),
+            false,
+        ),
+    };
+    let mut steps = Vec::with_capacity(2);
+    if zero_first {
+        steps.push(Step::ZeroDst);
+    }
+    steps.push(Step::Launch(grid_stride_launch(
+        module,
+        format!("{name}_{suffix}"),
+        items,
+        1,
+        grad_input,
+        grad_output,
+        device,
+    )));
+    Some(LaunchPlan { steps })
 }
 
 fn index_suffix(input: &Shape, output: &Shape) -> &'static str {
@@ -178,17 +485,20 @@ fn index_suffix(input: &Shape, output: &Shape) -> &'static str {
     }
 }
 
-/// A one-thread-per-element grid-stride launch over `work` elements, with the crate's common
-/// argument list.
-fn elementwise_launch(
+/// A grid-stride launch over `items` work items of `threads_per_item` threads each (1: a
+/// thread, 32: a warp, 256: a block), with the crate's common argument list. The grid covers
+/// every item once, up to what the device keeps resident; the kernels loop over the rest.
+fn grid_stride_launch(
     module: &'static str,
     kernel: String,
-    work: usize,
+    items: usize,
+    threads_per_item: usize,
     input: &Shape,
     output: &Shape,
     device: &DeviceLimits,
 ) -> KernelLaunch {
-    let wanted = (work as u64).div_ceil(u64::from(THREADS_PER_BLOCK));
+    let threads = (items as u64).saturating_mul(threads_per_item as u64);
+    let wanted = threads.div_ceil(u64::from(THREADS_PER_BLOCK));
     let resident = u64::from(device.multiprocessors.max(1)) * u64::from(BLOCKS_PER_MULTIPROCESSOR);
     let blocks = wanted.min(resident).clamp(1, MAX_GRID_X) as u32;
     KernelLaunch {

@@ -8,8 +8,13 @@ mod common;
 use std::time::Instant;
 
 use adaptive_pool::half::{bf16, f16};
+use std::collections::BTreeMap;
+
+use adaptive_pool::plan::{BackwardKernel, ForwardKernel};
 use adaptive_pool::{ptx, reference, window, BackwardAlgorithm, DType, Element, Layout, Shape};
-use common::cases::{check_case_dtype, edge_cases, random_cases};
+use common::cases::{
+    check_backward, check_case_dtype, check_forward, edge_cases, random_cases, Case,
+};
 use common::golden::{load_all, GoldenCase, GoldenDType, GoldenElement};
 use common::sim::Sim;
 use common::{
@@ -17,9 +22,10 @@ use common::{
     reference_vs_torch, rng, ErrorSummary,
 };
 use ptxsim::{BlockOrder, LaunchConfig, Memory, Module, ParamValue};
+use rand::rngs::StdRng;
 
 /// Random shapes per (architecture, dtype).
-const RANDOM_CASES: usize = 40;
+const RANDOM_CASES: usize = 24;
 
 fn archs() -> Vec<u32> {
     let archs = ptx::archs();
@@ -30,9 +36,129 @@ fn archs() -> Vec<u32> {
     archs
 }
 
+/// Largest error and case count per (kernel family, architecture, dtype, layout).
+#[derive(Default)]
+struct KernelTable(BTreeMap<(String, u32, &'static str, &'static str), (usize, f64)>);
+
+impl KernelTable {
+    fn record(&mut self, kernel: String, arch: u32, dtype: DType, layout: Layout, err: f64) {
+        let e = self
+            .0
+            .entry((kernel, arch, dtype.name(), layout.name()))
+            .or_default();
+        e.0 += 1;
+        e.1 = e.1.max(err);
+    }
+
+    fn print(&self) {
+        println!(
+            "{:<18} {:>5} {:>5} {:>5} {:>6} {:>12}",
+            "kernel", "arch", "dtype", "lay", "cases", "max error"
+        );
+        for ((k, arch, dtype, layout), (n, err)) in &self.0 {
+            println!("{k:<18} {arch:>5} {dtype:>5} {layout:>5} {n:>6} {err:>12.3e}");
+        }
+    }
+}
+
+fn forced_forward(arch: u32, kernel: ForwardKernel) -> Sim {
+    let mut sim = Sim::new(arch, BlockOrder::Forward);
+    sim.forward_kernel = Some(kernel);
+    sim
+}
+
+fn forced_backward(arch: u32, kernel: BackwardKernel) -> Sim {
+    let mut sim = Sim::new(arch, BlockOrder::Forward);
+    sim.backward_kernel = Some(kernel);
+    sim
+}
+
+fn algorithm_of(kernel: BackwardKernel) -> BackwardAlgorithm {
+    if kernel.is_deterministic() {
+        BackwardAlgorithm::Deterministic
+    } else {
+        BackwardAlgorithm::Atomic
+    }
+}
+
+/// Thread-items a forced run may take: a warp or a block per output cell is meant for few
+/// cells with large windows, and forcing it on 70,000 one-element windows would only spend
+/// simulator time on idle lanes.
+const FORCED_THREAD_BUDGET: usize = 1 << 19;
+
+fn affordable_forward(kernel: ForwardKernel, out: &Shape) -> bool {
+    let per_item = match kernel {
+        ForwardKernel::Elementwise | ForwardKernel::NhwcVector => 1,
+        ForwardKernel::GlobalWarp | ForwardKernel::WarpPerCell => 32,
+        _ => 256,
+    };
+    out.numel().saturating_mul(per_item) <= FORCED_THREAD_BUDGET
+}
+
+fn run_family_checks<T: Element>(
+    arch: u32,
+    cases: &[Case],
+    rng: &mut StdRng,
+    table: &mut KernelTable,
+) {
+    for case in cases {
+        let shape = Shape::new(&case.dims).expect("shape");
+        let out = case.output_size.resolve(&shape).expect("output shape");
+        for kernel in ForwardKernel::ALL {
+            if kernel.supports(&out, case.layout, T::DTYPE) && affordable_forward(kernel, &out) {
+                let err = check_forward::<T, _>(&forced_forward(arch, kernel), case, rng);
+                table.record(format!("fwd {kernel:?}"), arch, T::DTYPE, case.layout, err);
+            }
+        }
+        for kernel in BackwardKernel::ALL {
+            if kernel.supports(&out, case.layout, T::DTYPE) {
+                let sim = forced_backward(arch, kernel);
+                let err = check_backward::<T, _>(&sim, case, algorithm_of(kernel), rng);
+                table.record(format!("bwd {kernel:?}"), arch, T::DTYPE, case.layout, err);
+            }
+        }
+    }
+}
+
+/// Every kernel family, forced on every shape it supports, on every architecture, dtype and
+/// layout, 3-D and 4-D, against the reference (outputs poisoned first).
 #[test]
-fn every_kernel_matches_the_reference_on_every_architecture() {
-    let mut rng = rng("sim");
+fn every_kernel_family_matches_the_reference_on_every_architecture() {
+    let mut rng = rng("kernel families");
+    let mut table = KernelTable::default();
+    let started = Instant::now();
+    for arch in archs() {
+        let mut cases = edge_cases();
+        cases.extend(random_cases(&mut rng, RANDOM_CASES));
+        run_family_checks::<f32>(arch, &cases, &mut rng, &mut table);
+        run_family_checks::<f64>(arch, &cases, &mut rng, &mut table);
+        run_family_checks::<f16>(arch, &cases, &mut rng, &mut table);
+        run_family_checks::<bf16>(arch, &cases, &mut rng, &mut table);
+    }
+    table.print();
+    println!("all families in {:.2} s", started.elapsed().as_secs_f64());
+    // Every family ran on every architecture in both layouts it supports.
+    for arch in archs() {
+        for kernel in ForwardKernel::ALL
+            .iter()
+            .map(|k| format!("fwd {k:?}"))
+            .chain(BackwardKernel::ALL.iter().map(|k| format!("bwd {k:?}")))
+        {
+            assert!(
+                table
+                    .0
+                    .keys()
+                    .any(|(k, a, _, _)| *k == kernel && *a == arch),
+                "{kernel} never ran on compute_{arch}"
+            );
+        }
+    }
+}
+
+/// What users get: the planner's own choice, both backward algorithms.
+#[test]
+fn selected_kernels_match_the_reference_on_every_architecture() {
+    let mut rng = rng("selected");
     for arch in archs() {
         let sim = Sim::new(arch, BlockOrder::Forward);
         let started = Instant::now();
@@ -41,16 +167,13 @@ fn every_kernel_matches_the_reference_on_every_architecture() {
             let mut cases = edge_cases();
             cases.extend(random_cases(&mut rng, RANDOM_CASES));
             for case in &cases {
-                check_case_dtype(
-                    &sim,
-                    dtype,
-                    case,
-                    BackwardAlgorithm::Atomic,
-                    &mut rng,
-                    &mut summary,
-                );
+                for algorithm in [BackwardAlgorithm::Deterministic, BackwardAlgorithm::Atomic] {
+                    check_case_dtype(&sim, dtype, case, algorithm, &mut rng, &mut summary);
+                }
             }
-            summary.print(&format!("compute_{arch} {dtype} forward + backward_atomic"));
+            summary.print(&format!(
+                "compute_{arch} {dtype} selected forward + both backwards"
+            ));
         }
         let stats = sim.stats.lock().map(|s| *s).unwrap_or_default();
         println!(
@@ -60,6 +183,140 @@ fn every_kernel_matches_the_reference_on_every_architecture() {
             started.elapsed().as_secs_f64()
         );
     }
+}
+
+/// The 16-byte kernels and the global warp kernel on buffers that start off a 16-byte
+/// boundary (views into larger buffers): they must fall back to scalar accesses, not fault.
+#[test]
+fn vector_kernels_handle_misaligned_buffers() {
+    let mut rng = rng("misaligned");
+    let mut table = KernelTable::default();
+    for arch in archs() {
+        for case in edge_cases() {
+            let shape = Shape::new(&case.dims).expect("shape");
+            let out = case.output_size.resolve(&shape).expect("output shape");
+            for dtype in DType::ALL {
+                for kernel in [ForwardKernel::NhwcVector, ForwardKernel::GlobalWarp] {
+                    if kernel.supports(&out, case.layout, dtype) && affordable_forward(kernel, &out)
+                    {
+                        let mut sim = forced_forward(arch, kernel);
+                        sim.misalign = true;
+                        let err = match dtype {
+                            DType::F32 => check_forward::<f32, _>(&sim, &case, &mut rng),
+                            DType::F64 => check_forward::<f64, _>(&sim, &case, &mut rng),
+                            DType::F16 => check_forward::<f16, _>(&sim, &case, &mut rng),
+                            DType::Bf16 => check_forward::<bf16, _>(&sim, &case, &mut rng),
+                        };
+                        table.record(
+                            format!("fwd {kernel:?} misaligned"),
+                            arch,
+                            dtype,
+                            case.layout,
+                            err,
+                        );
+                    }
+                }
+                let kernel = BackwardKernel::GatherNhwcVector;
+                if kernel.supports(&out, case.layout, dtype) {
+                    let mut sim = forced_backward(arch, kernel);
+                    sim.misalign = true;
+                    let a = BackwardAlgorithm::Deterministic;
+                    let err = match dtype {
+                        DType::F32 => check_backward::<f32, _>(&sim, &case, a, &mut rng),
+                        DType::F64 => check_backward::<f64, _>(&sim, &case, a, &mut rng),
+                        DType::F16 => check_backward::<f16, _>(&sim, &case, a, &mut rng),
+                        DType::Bf16 => check_backward::<bf16, _>(&sim, &case, a, &mut rng),
+                    };
+                    table.record(
+                        format!("bwd {kernel:?} misaligned"),
+                        arch,
+                        dtype,
+                        case.layout,
+                        err,
+                    );
+                }
+            }
+        }
+    }
+    table.print();
+    assert!(!table.0.is_empty());
+}
+
+/// The deterministic backward kernels (and every forward kernel) give bitwise identical
+/// results whatever order the blocks run in: forward, reversed, and several shuffles.
+#[test]
+fn deterministic_kernels_are_bitwise_reproducible_across_block_orders() {
+    let mut rng = rng("determinism");
+    let orders = [
+        BlockOrder::Forward,
+        BlockOrder::Reverse,
+        BlockOrder::Shuffled(1),
+        BlockOrder::Shuffled(0x5eed),
+        BlockOrder::Shuffled(987_654_321),
+    ];
+    let mut runs = 0usize;
+    let arch = *archs().last().expect("an architecture");
+    let mut cases = edge_cases();
+    cases.extend(random_cases(&mut rng, 16));
+    for case in &cases {
+        let shape = Shape::new(&case.dims).expect("shape");
+        let out = case.output_size.resolve(&shape).expect("output shape");
+        let grad: Vec<bf16> = random_data(&mut rng, out.numel());
+        let input: Vec<bf16> = random_data(&mut rng, shape.numel());
+        for kernel in BackwardKernel::ALL
+            .into_iter()
+            .filter(|k| k.is_deterministic())
+        {
+            if !kernel.supports(&out, case.layout, DType::Bf16) {
+                continue;
+            }
+            let results: Vec<Vec<u16>> = orders
+                .iter()
+                .map(|&order| {
+                    let mut sim = forced_backward(arch, kernel);
+                    sim.order = order;
+                    let got = sim.backward(
+                        &grad,
+                        &out,
+                        &shape,
+                        case.layout,
+                        BackwardAlgorithm::Deterministic,
+                        poison(shape.numel()),
+                    );
+                    got.iter().map(|v| v.to_bits()).collect()
+                })
+                .collect();
+            assert!(
+                results.iter().all(|r| *r == results[0]),
+                "{kernel:?} {case:?}: bits differ between block orders"
+            );
+            runs += orders.len();
+        }
+        for kernel in ForwardKernel::ALL {
+            if !kernel.supports(&out, case.layout, DType::Bf16) || !affordable_forward(kernel, &out)
+            {
+                continue;
+            }
+            let results: Vec<Vec<u16>> = orders
+                .iter()
+                .map(|&order| {
+                    let mut sim = forced_forward(arch, kernel);
+                    sim.order = order;
+                    let got = sim.forward(&input, &shape, case.layout, &out, poison(out.numel()));
+                    got.iter().map(|v| v.to_bits()).collect()
+                })
+                .collect();
+            assert!(
+                results.iter().all(|r| *r == results[0]),
+                "{kernel:?} {case:?}: bits differ between block orders"
+            );
+            runs += orders.len();
+        }
+    }
+    println!(
+        "{runs} runs over {} block orders gave identical bits per kernel and case",
+        orders.len()
+    );
 }
 
 fn golden_case<T: Element + GoldenElement>(sim: &Sim, case: &GoldenCase) -> f64 {

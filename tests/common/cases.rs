@@ -72,6 +72,15 @@ pub fn edge_cases() -> Vec<Case> {
             Case::new(&[1, 2, 5, 5], (0, 3), layout),
             Case::new(&[2, 3, 5, 6], (Some(3), None), layout),
             Case::new(&[1, 1, 1, 70_000], (1, 69_999), layout),
+            // Channel counts that the 16-byte NHWC kernels take, large windows, global pooling
+            // with many and with few planes.
+            Case::new(&[2, 16, 20, 20], (2, 3), layout),
+            Case::new(&[1, 8, 40, 40], 1, layout),
+            Case::new(&[2, 32, 9, 9], (4, 4), layout),
+            Case::new(&[3, 64, 7, 7], 1, layout),
+            Case::new(&[2, 24, 5, 5], 7, layout),
+            Case::new(&[1, 3, 70, 90], (2, 3), layout),
+            Case::new(&[16, 40, 3], (1, 1), layout),
         ]);
     }
     cases
@@ -82,9 +91,9 @@ pub fn edge_cases() -> Vec<Case> {
 pub fn random_cases(rng: &mut StdRng, count: usize) -> Vec<Case> {
     (0..count)
         .map(|_| {
-            let h = rng.random_range(1..=13);
-            let w = rng.random_range(1..=13);
-            let c = rng.random_range(1..=5);
+            let h = rng.random_range(1..=18);
+            let w = rng.random_range(1..=18);
+            let c = [1, 2, 3, 4, 5, 8, 16][rng.random_range(0..7)];
             let dims = if rng.random_bool(0.5) {
                 vec![rng.random_range(1..=3), c, h, w]
             } else {
@@ -111,26 +120,11 @@ pub fn random_cases(rng: &mut StdRng, count: usize) -> Vec<Case> {
         .collect()
 }
 
-/// Runs `case` forward and backward in dtype `T` on `backend` and compares with the reference:
-/// the backward must also conserve the gradient (grad_input sums to grad_output's sum).
-pub fn check_case<T: Element, B: Backend>(
-    backend: &B,
-    case: &Case,
-    algorithm: BackwardAlgorithm,
-    rng: &mut StdRng,
-    summary: &mut ErrorSummary,
-) {
+/// Runs `case` forward in dtype `T` on `backend` and compares with the reference; returns the
+/// largest error.
+pub fn check_forward<T: Element, B: Backend>(backend: &B, case: &Case, rng: &mut StdRng) -> f64 {
     let shape = Shape::new(&case.dims).expect("case shape");
     let out_shape = case.output_size.resolve(&shape).expect("output shape");
-    let tol = kernel_vs_reference(T::DTYPE);
-    let name = format!(
-        "{:?} -> {} {} {} {algorithm:?}",
-        case.dims,
-        case.output_size,
-        case.layout,
-        T::DTYPE
-    );
-
     let input: Vec<T> = random_data(rng, shape.numel());
     let got = backend.forward(
         &input,
@@ -147,11 +141,35 @@ pub fn check_case<T: Element, B: Backend>(
         case.layout,
         (out_shape.height(), out_shape.width()),
     );
-    summary.record(
-        T::DTYPE,
-        assert_close(&format!("{name} forward"), &got, &want, &scale, tol),
+    let name = format!(
+        "{:?} -> {} {} {} forward",
+        case.dims,
+        case.output_size,
+        case.layout,
+        T::DTYPE
     );
+    assert_close(&name, &got, &want, &scale, kernel_vs_reference(T::DTYPE))
+}
 
+/// Runs `case` backward in dtype `T` on `backend` and compares with the reference; the
+/// backward must also conserve the gradient (grad_input sums to grad_output's sum). Returns the
+/// largest error.
+pub fn check_backward<T: Element, B: Backend>(
+    backend: &B,
+    case: &Case,
+    algorithm: BackwardAlgorithm,
+    rng: &mut StdRng,
+) -> f64 {
+    let shape = Shape::new(&case.dims).expect("case shape");
+    let out_shape = case.output_size.resolve(&shape).expect("output shape");
+    let tol = kernel_vs_reference(T::DTYPE);
+    let name = format!(
+        "{:?} -> {} {} {} backward {algorithm:?}",
+        case.dims,
+        case.output_size,
+        case.layout,
+        T::DTYPE
+    );
     let grad_out: Vec<T> = random_data(rng, out_shape.numel());
     let got = backend.backward(
         &grad_out,
@@ -164,10 +182,7 @@ pub fn check_case<T: Element, B: Backend>(
     let want = reference::backward(&grad_out, &out_shape, &shape, case.layout)
         .expect("reference backward");
     let scale = backward_scale(&grad_out, &out_shape, &shape, case.layout);
-    summary.record(
-        T::DTYPE,
-        assert_close(&format!("{name} backward"), &got, &want, &scale, tol),
-    );
+    let err = assert_close(&name, &got, &want, &scale, tol);
 
     // Conservation: each grad_output element is spread over its window with weights summing
     // to one, so grad_input sums to grad_output's sum.
@@ -178,6 +193,22 @@ pub fn check_case<T: Element, B: Backend>(
     assert!(
         (sum_in - sum_out).abs() <= bound,
         "{name}: grad_input sums to {sum_in}, grad_output to {sum_out} (bound {bound:e})"
+    );
+    err
+}
+
+/// [`check_forward`] and [`check_backward`] for one case, recorded in `summary`.
+pub fn check_case<T: Element, B: Backend>(
+    backend: &B,
+    case: &Case,
+    algorithm: BackwardAlgorithm,
+    rng: &mut StdRng,
+    summary: &mut ErrorSummary,
+) {
+    summary.record(T::DTYPE, check_forward::<T, B>(backend, case, rng));
+    summary.record(
+        T::DTYPE,
+        check_backward::<T, B>(backend, case, algorithm, rng),
     );
     summary.cases += 1;
 }

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
-use adaptive_pool::plan::{self, Buffer, DeviceLimits, KernelArg, LaunchPlan, Step};
+use adaptive_pool::plan::{
+    self, BackwardKernel, Buffer, DeviceLimits, ForwardKernel, KernelArg, LaunchPlan, Step,
+};
 use adaptive_pool::{ptx, BackwardAlgorithm, Element, Layout, Shape};
 use ptxsim::{BlockOrder, LaunchConfig, Memory, Module, ParamValue};
 
@@ -40,11 +42,14 @@ pub struct SimStats {
 }
 
 /// Executes `plan` for PTX architecture `arch`: `src` is read, `dst` starts as given and is
-/// returned as the kernels left it.
+/// returned as the kernels left it. With `misalign`, both buffers start one element past a
+/// 16-byte boundary (as views into larger buffers can), to exercise the vector kernels' scalar
+/// fallback.
 pub fn run_plan<T: Element>(
     plan: &LaunchPlan,
     arch: u32,
     order: BlockOrder,
+    misalign: bool,
     src: &[T],
     dst: Vec<T>,
 ) -> (Vec<T>, SimStats) {
@@ -56,8 +61,9 @@ pub fn run_plan<T: Element>(
     };
     let mut mem = Memory::new();
     let size = std::mem::size_of::<T>();
-    let src_addr = mem.alloc(std::mem::size_of_val(src));
-    let dst_addr = mem.alloc(dst.len() * size);
+    let offset = if misalign { size as u64 } else { 0 };
+    let src_addr = mem.alloc(std::mem::size_of_val(src) + size) + offset;
+    let dst_addr = mem.alloc(dst.len() * size + size) + offset;
     mem.write(src_addr, &bytes(src)).expect("write src");
     mem.write(dst_addr, &bytes(&dst)).expect("write dst");
     let mut stats = SimStats::default();
@@ -120,10 +126,14 @@ fn from_le_bytes(b: &[u8], dtype: adaptive_pool::DType) -> f64 {
     }
 }
 
-/// The simulator as a test backend for one PTX architecture and block order.
+/// The simulator as a test backend for one PTX architecture and block order. By default it
+/// runs the kernels the planner selects; `forward_kernel` / `backward_kernel` force a family.
 pub struct Sim {
     pub arch: u32,
     pub order: BlockOrder,
+    pub forward_kernel: Option<ForwardKernel>,
+    pub backward_kernel: Option<BackwardKernel>,
+    pub misalign: bool,
     pub stats: Mutex<SimStats>,
 }
 
@@ -132,6 +142,9 @@ impl Sim {
         Sim {
             arch,
             order,
+            forward_kernel: None,
+            backward_kernel: None,
+            misalign: false,
             stats: Mutex::new(SimStats::default()),
         }
     }
@@ -151,14 +164,13 @@ impl Sim {
         out_shape: &Shape,
         poisoned: Vec<T>,
     ) -> Vec<T> {
-        let plan = plan::forward(
-            shape,
-            out_shape,
-            layout,
-            T::DTYPE,
-            &simulated_device(self.arch),
-        );
-        let (out, stats) = run_plan(&plan, self.arch, self.order, input, poisoned);
+        let device = simulated_device(self.arch);
+        let plan = match self.forward_kernel {
+            None => plan::forward(shape, out_shape, layout, T::DTYPE, &device),
+            Some(k) => plan::forward_with(k, shape, out_shape, layout, T::DTYPE, &device)
+                .unwrap_or_else(|| panic!("{k:?} does not support {shape:?} -> {out_shape:?}")),
+        };
+        let (out, stats) = run_plan(&plan, self.arch, self.order, self.misalign, input, poisoned);
         self.add(stats);
         out
     }
@@ -173,15 +185,29 @@ impl Sim {
         algorithm: BackwardAlgorithm,
         poisoned: Vec<T>,
     ) -> Vec<T> {
-        let plan = plan::backward(
-            grad_output_shape,
-            input_shape,
-            layout,
-            T::DTYPE,
-            algorithm,
-            &simulated_device(self.arch),
+        let device = simulated_device(self.arch);
+        let plan = match self.backward_kernel {
+            None => plan::backward(
+                grad_output_shape,
+                input_shape,
+                layout,
+                T::DTYPE,
+                algorithm,
+                &device,
+            ),
+            Some(k) => {
+                plan::backward_with(k, grad_output_shape, input_shape, layout, T::DTYPE, &device)
+                    .unwrap_or_else(|| panic!("{k:?} does not support {grad_output_shape:?}"))
+            }
+        };
+        let (out, stats) = run_plan(
+            &plan,
+            self.arch,
+            self.order,
+            self.misalign,
+            grad_output,
+            poisoned,
         );
-        let (out, stats) = run_plan(&plan, self.arch, self.order, grad_output, poisoned);
         self.add(stats);
         out
     }

@@ -1,0 +1,238 @@
+// Forward kernels that split one window over many threads and reduce, for the shapes where one
+// thread per output element starves the GPU: global pooling (1x1 output) and large windows
+// with few outputs. Same formula and accumulator types as forward.cu (see common.cuh); only the
+// summation order differs.
+#include "common.cuh"
+
+// Global pooling, NCHW: one warp per (n, c) plane; the plane is contiguous, so lanes stride
+// over it with 16-byte vector loads after a scalar head that reaches 16-byte alignment.
+template <typename T, typename I>
+__device__ __forceinline__ void forward_global_nchw(const T* __restrict__ in,
+                                                    T* __restrict__ out, I planes, I hw) {
+    typedef typename Acc<T>::type A;
+    const int N = V16<T>::N;
+    const I lane = (I)(threadIdx.x % AP_WARP);
+    const I warps = (I)blockDim.x / AP_WARP * (I)gridDim.x;
+    for (I p = ((I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x) / AP_WARP; p < planes;
+         p += warps) {
+        const T* src = in + p * hw;
+        // Elements before the first 16-byte boundary (elements are naturally aligned).
+        I head = (I)(((16u - ((u64)src & 15u)) & 15u) / sizeof(T));
+        head = head < hw ? head : hw;
+        const I vectors = (hw - head) / (I)N;
+        A sum = 0;
+        for (I i = lane; i < head; i += AP_WARP) {
+            sum += to_acc(src[i]);
+        }
+        for (I v = lane; v < vectors; v += AP_WARP) {
+            A vals[V16<T>::N];
+            V16<T>::load(src + head + v * (I)N, vals);
+#pragma unroll
+            for (int j = 0; j < N; ++j) {
+                sum += vals[j];
+            }
+        }
+        for (I i = head + vectors * (I)N + lane; i < hw; i += AP_WARP) {
+            sum += to_acc(src[i]);
+        }
+        sum = warp_sum(sum);
+        if (lane == 0) {
+            out[p] = from_acc<T>(sum / (A)hw);
+        }
+    }
+}
+
+// Large windows, many cells, NCHW: one warp per output cell, lanes across the window's columns
+// row by row (coalesced), then a warp reduction.
+template <typename T, typename I>
+__device__ __forceinline__ void forward_warp_nchw(const T* __restrict__ in, T* __restrict__ out,
+                                                  I planes, I in_h, I in_w, I out_h, I out_w) {
+    typedef typename Acc<T>::type A;
+    const I lane = (I)(threadIdx.x % AP_WARP);
+    const I warps = (I)blockDim.x / AP_WARP * (I)gridDim.x;
+    const I total = planes * out_h * out_w;
+    for (I cell = ((I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x) / AP_WARP; cell < total;
+         cell += warps) {
+        const I ow = cell % out_w;
+        const I rest = cell / out_w;
+        const I oh = rest % out_h;
+        const I plane = rest / out_h;
+        const I h0 = window_start(oh, out_h, in_h);
+        const I h1 = window_end(oh, out_h, in_h);
+        const I w0 = window_start(ow, out_w, in_w);
+        const I w1 = window_end(ow, out_w, in_w);
+        const T* p = in + plane * in_h * in_w;
+        A sum = 0;
+        for (I h = h0; h < h1; ++h) {
+            for (I w = w0 + lane; w < w1; w += AP_WARP) {
+                sum += to_acc(p[h * in_w + w]);
+            }
+        }
+        sum = warp_sum(sum);
+        if (lane == 0) {
+            out[cell] = from_acc<T>(sum / (A)((h1 - h0) * (w1 - w0)));
+        }
+    }
+}
+
+// Large windows, few cells, NCHW: one block per output cell; warp k takes rows h0 + k,
+// h0 + k + 8, ..., lanes across columns; warp sums meet in shared memory.
+template <typename T, typename I>
+__device__ __forceinline__ void forward_block_nchw(const T* __restrict__ in, T* __restrict__ out,
+                                                   I planes, I in_h, I in_w, I out_h, I out_w) {
+    typedef typename Acc<T>::type A;
+    __shared__ A warp_sums[AP_THREADS_PER_BLOCK / AP_WARP];
+    const I lane = (I)(threadIdx.x % AP_WARP);
+    const I warp = (I)(threadIdx.x / AP_WARP);
+    const I warps_per_block = (I)blockDim.x / AP_WARP;
+    const I total = planes * out_h * out_w;
+    for (I cell = (I)blockIdx.x; cell < total; cell += (I)gridDim.x) {
+        const I ow = cell % out_w;
+        const I rest = cell / out_w;
+        const I oh = rest % out_h;
+        const I plane = rest / out_h;
+        const I h0 = window_start(oh, out_h, in_h);
+        const I h1 = window_end(oh, out_h, in_h);
+        const I w0 = window_start(ow, out_w, in_w);
+        const I w1 = window_end(ow, out_w, in_w);
+        const T* p = in + plane * in_h * in_w;
+        A sum = 0;
+        for (I h = h0 + warp; h < h1; h += warps_per_block) {
+            for (I w = w0 + lane; w < w1; w += AP_WARP) {
+                sum += to_acc(p[h * in_w + w]);
+            }
+        }
+        sum = warp_sum(sum);
+        if (lane == 0) {
+            warp_sums[warp] = sum;
+        }
+        __syncthreads();
+        if (warp == 0) {
+            A total_sum = lane < warps_per_block ? warp_sums[lane] : (A)0;
+            total_sum = warp_sum(total_sum);
+            if (lane == 0) {
+                out[cell] = from_acc<T>(total_sum / (A)((h1 - h0) * (w1 - w0)));
+            }
+        }
+        __syncthreads();  // warp_sums is reused by the next cell
+    }
+}
+
+// Large windows, few cells, NHWC: one block per (cell, tile of up to 32 channels). Thread
+// (ty, tx) sums channel tile * CT + tx over window pixels ty, ty + P, ... (CT threads per pixel
+// read consecutive channels: coalesced); the P partial sums of a channel meet in shared memory.
+template <typename T, typename I>
+__device__ __forceinline__ void forward_block_nhwc(const T* __restrict__ in, T* __restrict__ out,
+                                                   I batch, I channels, I in_h, I in_w, I out_h,
+                                                   I out_w) {
+    typedef typename Acc<T>::type A;
+    __shared__ A partial[AP_THREADS_PER_BLOCK];
+    // Channels per tile: the smallest power of two covering C, at most a warp.
+    I ct = 1;
+    while (ct < channels && ct < AP_WARP) {
+        ct *= 2;
+    }
+    const I pixel_groups = (I)blockDim.x / ct;
+    const I tx = (I)threadIdx.x % ct;
+    const I ty = (I)threadIdx.x / ct;
+    const I tiles = (channels + ct - 1) / ct;
+    const I jobs = batch * out_h * out_w * tiles;
+    for (I job = (I)blockIdx.x; job < jobs; job += (I)gridDim.x) {
+        const I tile = job % tiles;
+        const I cell = job / tiles;
+        const I ow = cell % out_w;
+        const I rest = cell / out_w;
+        const I oh = rest % out_h;
+        const I n = rest / out_h;
+        const I h0 = window_start(oh, out_h, in_h);
+        const I h1 = window_end(oh, out_h, in_h);
+        const I w0 = window_start(ow, out_w, in_w);
+        const I w1 = window_end(ow, out_w, in_w);
+        const I kw = w1 - w0;
+        const I area = (h1 - h0) * kw;
+        const I c = tile * ct + tx;
+        A sum = 0;
+        if (c < channels) {
+            const T* p = in + n * in_h * in_w * channels + c;
+            for (I k = ty; k < area; k += pixel_groups) {
+                const I h = h0 + k / kw;
+                const I w = w0 + k % kw;
+                sum += to_acc(p[(h * in_w + w) * channels]);
+            }
+        }
+        partial[threadIdx.x] = sum;
+        __syncthreads();
+        for (I s = pixel_groups / 2; s > 0; s /= 2) {
+            if (ty < s) {
+                partial[threadIdx.x] += partial[threadIdx.x + s * ct];
+            }
+            __syncthreads();
+        }
+        if (ty == 0 && c < channels) {
+            out[cell * channels + c] = from_acc<T>(partial[tx] / (A)area);
+        }
+        __syncthreads();  // partial is reused by the next job
+    }
+}
+
+// Parameter list shared with every kernel of the crate (see `src/plan.rs`).
+#define AP_U32(x) ((unsigned int)(x))
+#define AP_FORWARD_REDUCE_KERNELS(T, NAME)                                                       \
+    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+        forward_global_nchw_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst,       \
+                                           u64 batch, u64 channels, u64 in_h, u64 in_w,          \
+                                           u64 out_h, u64 out_w) {                               \
+        forward_global_nchw<T, unsigned int>(src, dst, AP_U32(batch * channels),                 \
+                                             AP_U32(in_h * in_w));                               \
+    }                                                                                            \
+    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+        forward_global_nchw_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst,       \
+                                           u64 batch, u64 channels, u64 in_h, u64 in_w,          \
+                                           u64 out_h, u64 out_w) {                               \
+        forward_global_nchw<T, u64>(src, dst, batch * channels, in_h * in_w);                    \
+    }                                                                                            \
+    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+        forward_warp_nchw_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst,         \
+                                         u64 batch, u64 channels, u64 in_h, u64 in_w, u64 out_h, \
+                                         u64 out_w) {                                            \
+        forward_warp_nchw<T, unsigned int>(src, dst, AP_U32(batch * channels), AP_U32(in_h),     \
+                                           AP_U32(in_w), AP_U32(out_h), AP_U32(out_w));          \
+    }                                                                                            \
+    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+        forward_warp_nchw_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst,         \
+                                         u64 batch, u64 channels, u64 in_h, u64 in_w, u64 out_h, \
+                                         u64 out_w) {                                            \
+        forward_warp_nchw<T, u64>(src, dst, batch * channels, in_h, in_w, out_h, out_w);         \
+    }                                                                                            \
+    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+        forward_block_nchw_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst,        \
+                                          u64 batch, u64 channels, u64 in_h, u64 in_w,           \
+                                          u64 out_h, u64 out_w) {                                \
+        forward_block_nchw<T, unsigned int>(src, dst, AP_U32(batch * channels), AP_U32(in_h),    \
+                                            AP_U32(in_w), AP_U32(out_h), AP_U32(out_w));         \
+    }                                                                                            \
+    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+        forward_block_nchw_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst,        \
+                                          u64 batch, u64 channels, u64 in_h, u64 in_w,           \
+                                          u64 out_h, u64 out_w) {                                \
+        forward_block_nchw<T, u64>(src, dst, batch * channels, in_h, in_w, out_h, out_w);        \
+    }                                                                                            \
+    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+        forward_block_nhwc_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst,        \
+                                          u64 batch, u64 channels, u64 in_h, u64 in_w,           \
+                                          u64 out_h, u64 out_w) {                                \
+        forward_block_nhwc<T, unsigned int>(src, dst, AP_U32(batch), AP_U32(channels),           \
+                                            AP_U32(in_h), AP_U32(in_w), AP_U32(out_h),           \
+                                            AP_U32(out_w));                                      \
+    }                                                                                            \
+    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+        forward_block_nhwc_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst,        \
+                                          u64 batch, u64 channels, u64 in_h, u64 in_w,           \
+                                          u64 out_h, u64 out_w) {                                \
+        forward_block_nhwc<T, u64>(src, dst, batch, channels, in_h, in_w, out_h, out_w);         \
+    }
+
+AP_FORWARD_REDUCE_KERNELS(float, f32)
+AP_FORWARD_REDUCE_KERNELS(double, f64)
+AP_FORWARD_REDUCE_KERNELS(f16_raw, f16)
+AP_FORWARD_REDUCE_KERNELS(bf16_raw, bf16)

@@ -1,0 +1,148 @@
+// Channels-last kernels that move 16 bytes of consecutive channels per access (4 x f32,
+// 2 x f64, 8 x f16 or bf16). The launch planner picks them only when C is a multiple of that
+// count; where a pointer is not 16-byte aligned (a view into a larger buffer) they fall back to
+// scalar accesses of the same elements, so results never depend on alignment. Each channel is
+// summed in the same order as in the scalar kernels (forward.cu, backward_gather.cu).
+#include "common.cuh"
+
+// Loads the N channels at q into vals, vectorised or not.
+template <typename T>
+__device__ __forceinline__ void load_group(const T* q, typename Acc<T>::type* vals, bool vec) {
+    if (vec) {
+        V16<T>::load(q, vals);
+    } else {
+#pragma unroll
+        for (int j = 0; j < V16<T>::N; ++j) {
+            vals[j] = to_acc(q[j]);
+        }
+    }
+}
+
+// Stores the N channels in vals at q, vectorised or not.
+template <typename T>
+__device__ __forceinline__ void store_group(T* q, const typename Acc<T>::type* vals, bool vec) {
+    if (vec) {
+        V16<T>::store(q, vals);
+    } else {
+#pragma unroll
+        for (int j = 0; j < V16<T>::N; ++j) {
+            q[j] = from_acc<T>(vals[j]);
+        }
+    }
+}
+
+// Forward: one thread per (n, oh, ow, group of N channels).
+template <typename T, typename I>
+__device__ __forceinline__ void forward_nhwc_vec(const T* __restrict__ in, T* __restrict__ out,
+                                                 I batch, I channels, I in_h, I in_w, I out_h,
+                                                 I out_w) {
+    typedef typename Acc<T>::type A;
+    const int N = V16<T>::N;
+    const bool vec = aligned16(in, out);
+    const I groups = channels / (I)N;
+    const I total = batch * out_h * out_w * groups;
+    const I stride = (I)blockDim.x * (I)gridDim.x;
+    for (I idx = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; idx < total; idx += stride) {
+        const I g = idx % groups;
+        const I cell = idx / groups;
+        const I ow = cell % out_w;
+        const I rest = cell / out_w;
+        const I oh = rest % out_h;
+        const I n = rest / out_h;
+        const I h0 = window_start(oh, out_h, in_h);
+        const I h1 = window_end(oh, out_h, in_h);
+        const I w0 = window_start(ow, out_w, in_w);
+        const I w1 = window_end(ow, out_w, in_w);
+        const T* p = in + n * in_h * in_w * channels + g * (I)N;
+        A acc[V16<T>::N];
+#pragma unroll
+        for (int j = 0; j < N; ++j) {
+            acc[j] = 0;
+        }
+        for (I h = h0; h < h1; ++h) {
+            for (I w = w0; w < w1; ++w) {
+                A vals[V16<T>::N];
+                load_group(p + (h * in_w + w) * channels, vals, vec);
+#pragma unroll
+                for (int j = 0; j < N; ++j) {
+                    acc[j] += vals[j];
+                }
+            }
+        }
+        const A area = (A)((h1 - h0) * (w1 - w0));
+#pragma unroll
+        for (int j = 0; j < N; ++j) {
+            acc[j] = acc[j] / area;
+        }
+        store_group(out + cell * channels + g * (I)N, acc, vec);
+    }
+}
+
+// Deterministic backward (gather): one thread per (n, ih, iw, group of N channels).
+template <typename T, typename I>
+__device__ __forceinline__ void backward_gather_nhwc_vec(const T* __restrict__ grad_out,
+                                                         T* __restrict__ grad_in, I batch,
+                                                         I channels, I in_h, I in_w, I out_h,
+                                                         I out_w) {
+    typedef typename Acc<T>::type A;
+    const int N = V16<T>::N;
+    const bool vec = aligned16(grad_out, grad_in);
+    const I groups = channels / (I)N;
+    const I total = batch * in_h * in_w * groups;
+    const I stride = (I)blockDim.x * (I)gridDim.x;
+    for (I idx = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; idx < total; idx += stride) {
+        const I g = idx % groups;
+        const I pixel = idx / groups;
+        const I iw = pixel % in_w;
+        const I rest = pixel / in_w;
+        const I ih = rest % in_h;
+        const I n = rest / in_h;
+        const I oy0 = window_start(ih, in_h, out_h);
+        const I oy1 = window_end(ih, in_h, out_h);
+        const I ox0 = window_start(iw, in_w, out_w);
+        const I ox1 = window_end(iw, in_w, out_w);
+        const T* p = grad_out + n * out_h * out_w * channels + g * (I)N;
+        A acc[V16<T>::N];
+#pragma unroll
+        for (int j = 0; j < N; ++j) {
+            acc[j] = 0;
+        }
+        for (I oy = oy0; oy < oy1; ++oy) {
+            const I kh = window_end(oy, out_h, in_h) - window_start(oy, out_h, in_h);
+            for (I ox = ox0; ox < ox1; ++ox) {
+                const I kw = window_end(ox, out_w, in_w) - window_start(ox, out_w, in_w);
+                const A area = (A)(kh * kw);
+                A vals[V16<T>::N];
+                load_group(p + (oy * out_w + ox) * channels, vals, vec);
+#pragma unroll
+                for (int j = 0; j < N; ++j) {
+                    acc[j] += vals[j] / area;
+                }
+            }
+        }
+        store_group(grad_in + pixel * channels + g * (I)N, acc, vec);
+    }
+}
+
+// Parameter list shared with every kernel of the crate (see `src/plan.rs`).
+#define AP_U32(x) ((unsigned int)(x))
+#define AP_NHWC_VEC_KERNELS(KERNEL, T, NAME)                                                     \
+    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+        KERNEL##_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst, u64 batch,       \
+                                u64 channels, u64 in_h, u64 in_w, u64 out_h, u64 out_w) {        \
+        KERNEL<T, unsigned int>(src, dst, AP_U32(batch), AP_U32(channels), AP_U32(in_h),         \
+                                AP_U32(in_w), AP_U32(out_h), AP_U32(out_w));                     \
+    }                                                                                            \
+    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+        KERNEL##_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst, u64 batch,       \
+                                u64 channels, u64 in_h, u64 in_w, u64 out_h, u64 out_w) {        \
+        KERNEL<T, u64>(src, dst, batch, channels, in_h, in_w, out_h, out_w);                     \
+    }
+#define AP_NHWC_VEC_ALL(T, NAME)                                                                 \
+    AP_NHWC_VEC_KERNELS(forward_nhwc_vec, T, NAME)                                               \
+    AP_NHWC_VEC_KERNELS(backward_gather_nhwc_vec, T, NAME)
+
+AP_NHWC_VEC_ALL(float, f32)
+AP_NHWC_VEC_ALL(double, f64)
+AP_NHWC_VEC_ALL(f16_raw, f16)
+AP_NHWC_VEC_ALL(bf16_raw, bf16)
