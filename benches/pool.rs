@@ -21,25 +21,31 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 /// Bytes of input copies to rotate through: several times the largest L2 (H100/H200: 50 MiB).
 const ROTATION_BYTES: usize = 256 << 20;
 
-/// The cases, from real models.
-fn cases() -> Vec<(&'static str, [usize; 4], OutputSize)> {
-    vec![
-        ("resnet50_head", [256, 2048, 7, 7], 1.into()),
-        ("squeeze_excite", [64, 256, 56, 56], 1.into()),
-        ("vgg_head_14", [64, 512, 14, 14], 7.into()),
-        ("vgg_head_7", [64, 512, 7, 7], 7.into()),
-        ("56_to_7", [32, 256, 56, 56], 7.into()),
-        ("224_to_7x7", [32, 64, 224, 224], (7, 7).into()),
-        ("224_to_5x5", [32, 64, 224, 224], (5, 5).into()),
-        ("1024_to_3x3", [8, 1, 1024, 1024], (3, 3).into()),
-        ("upsample_5_to_7", [64, 256, 5, 5], 7.into()),
-        ("latency_8_to_1", [1, 64, 8, 8], 1.into()),
-    ]
+/// The cases, from real models (`benches/cases.txt`, shared with `compare_pytorch.py`).
+fn cases() -> Vec<(String, [usize; 4], OutputSize)> {
+    include_str!("cases.txt")
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let n: Vec<usize> = f.get(1..7)?.iter().filter_map(|v| v.parse().ok()).collect();
+            (n.len() == 6).then(|| {
+                (
+                    f[0].to_string(),
+                    [n[0], n[1], n[2], n[3]],
+                    (n[4], n[5]).into(),
+                )
+            })
+        })
+        .collect()
 }
 
 /// One line of the closing table.
 struct Row {
-    name: String,
+    case: String,
+    dtype: &'static str,
+    layout: &'static str,
+    pass: &'static str,
     micros: f64,
     gbps: f64,
 }
@@ -106,6 +112,7 @@ fn random<T: Element>(len: usize, seed: u64) -> Vec<T> {
 
 fn bench_dtype<T: Element>(c: &mut Criterion, stream: &Arc<CudaStream>, rows: &Mutex<Vec<Row>>) {
     for (name, dims, size) in cases() {
+        let name = &name;
         for layout in Layout::ALL {
             let Ok(shape) = Shape::new(&dims) else {
                 continue;
@@ -140,6 +147,14 @@ fn bench_dtype<T: Element>(c: &mut Criterion, stream: &Arc<CudaStream>, rows: &M
             let pool = AdaptiveAvgPool2d::new(size);
             let tag = format!("{name}/{}/{}", T::DTYPE, layout.name());
             let moved = (bytes_in + bytes_out) as u64;
+            let key = |pass: &'static str| Row {
+                case: name.clone(),
+                dtype: T::DTYPE.name(),
+                layout: layout.name(),
+                pass,
+                micros: 0.0,
+                gbps: 0.0,
+            };
 
             let mut group = c.benchmark_group("forward");
             group.throughput(Throughput::Bytes(moved));
@@ -148,42 +163,51 @@ fn bench_dtype<T: Element>(c: &mut Criterion, stream: &Arc<CudaStream>, rows: &M
                     let t = time_on_stream(stream, iters, |i| {
                         let _ = pool.forward_into(stream, &inputs[i % inputs.len()], &mut output);
                     });
-                    record(rows, &format!("forward/{tag}"), t, iters, moved);
+                    record(rows, key("forward"), t, iters, moved);
                     t
                 })
             });
             group.finish();
 
-            let mut group = c.benchmark_group("backward_atomic");
-            group.throughput(Throughput::Bytes(moved));
-            let atomic = pool.with_backward_algorithm(BackwardAlgorithm::Atomic);
-            group.bench_function(BenchmarkId::from_parameter(&tag), |b| {
-                b.iter_custom(|iters| {
-                    let t = time_on_stream(stream, iters, |i| {
-                        let _ =
-                            atomic.backward_into(stream, &grads[i % grads.len()], &mut grad_input);
-                    });
-                    record(rows, &format!("backward_atomic/{tag}"), t, iters, moved);
-                    t
-                })
-            });
-            group.finish();
+            for (pass, algorithm) in [
+                ("backward_deterministic", BackwardAlgorithm::Deterministic),
+                ("backward_atomic", BackwardAlgorithm::Atomic),
+            ] {
+                let mut group = c.benchmark_group(pass);
+                group.throughput(Throughput::Bytes(moved));
+                let pool = pool.with_backward_algorithm(algorithm);
+                group.bench_function(BenchmarkId::from_parameter(&tag), |b| {
+                    b.iter_custom(|iters| {
+                        let t = time_on_stream(stream, iters, |i| {
+                            let _ = pool.backward_into(
+                                stream,
+                                &grads[i % grads.len()],
+                                &mut grad_input,
+                            );
+                        });
+                        record(rows, key(pass), t, iters, moved);
+                        t
+                    })
+                });
+                group.finish();
+            }
         }
     }
 }
 
-fn record(rows: &Mutex<Vec<Row>>, name: &str, t: Duration, iters: u64, bytes: u64) {
+fn record(rows: &Mutex<Vec<Row>>, mut row: Row, t: Duration, iters: u64, bytes: u64) {
     if iters == 0 || t.is_zero() {
         return;
     }
     let per = t.as_secs_f64() / iters as f64;
+    row.micros = per * 1e6;
+    row.gbps = bytes as f64 / per / 1e9;
     if let Ok(mut rows) = rows.lock() {
-        rows.retain(|r| r.name != name);
-        rows.push(Row {
-            name: name.to_string(),
-            micros: per * 1e6,
-            gbps: bytes as f64 / per / 1e9,
+        rows.retain(|r| {
+            (r.case.as_str(), r.dtype, r.layout, r.pass)
+                != (row.case.as_str(), row.dtype, row.layout, row.pass)
         });
+        rows.push(row);
     }
 }
 
@@ -208,15 +232,42 @@ fn benches(c: &mut Criterion) {
         "case", "time (us)", "GB/s", "% copy"
     );
     let rows = rows.into_inner().unwrap_or_default();
-    {
-        for r in rows.iter() {
-            println!(
-                "{:<50} {:>12.2} {:>10.1} {:>7.1}%",
-                r.name,
-                r.micros,
-                r.gbps,
-                100.0 * r.gbps * 1e9 / copy
-            );
+    println!(
+        "\n{:<18} {:>5} {:>5} {:<22} {:>10} {:>9} {:>7}",
+        "case", "dtype", "lay", "pass", "time (us)", "GB/s", "% copy"
+    );
+    for r in &rows {
+        println!(
+            "{:<18} {:>5} {:>5} {:<22} {:>10.2} {:>9.1} {:>6.1}%",
+            r.case,
+            r.dtype,
+            r.layout,
+            r.pass,
+            r.micros,
+            r.gbps,
+            100.0 * r.gbps * 1e9 / copy
+        );
+    }
+    // For benches/compare_pytorch.py: one JSON object per line.
+    if let Some(path) = std::env::var_os("ADAPTIVE_POOL_BENCH_JSON") {
+        let lines: String = rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{{\"case\":\"{}\",\"dtype\":\"{}\",\"layout\":\"{}\",\"pass\":\"{}\",\
+                     \"us\":{},\"gbps\":{},\"copy_gbps\":{}}}\n",
+                    r.case,
+                    r.dtype,
+                    r.layout,
+                    r.pass,
+                    r.micros,
+                    r.gbps,
+                    copy / 1e9
+                )
+            })
+            .collect();
+        if let Err(e) = std::fs::write(&path, lines) {
+            eprintln!("cannot write {}: {e}", path.to_string_lossy());
         }
     }
 }

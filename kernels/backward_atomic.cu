@@ -68,7 +68,7 @@ __device__ __forceinline__ void backward_atomic_nhwc(const T* __restrict__ grad_
 //   (const T* src = grad_output, T* dst = grad_input, u64 batch, u64 channels,
 //    u64 in_h, u64 in_w, u64 out_h, u64 out_w)
 #define AP_BACKWARD_ATOMIC_KERNELS(T, NAME)                                                      \
-    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
         backward_atomic_nchw_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst,      \
                                             u64 batch, u64 channels, u64 in_h, u64 in_w,         \
                                             u64 out_h, u64 out_w) {                              \
@@ -76,13 +76,13 @@ __device__ __forceinline__ void backward_atomic_nhwc(const T* __restrict__ grad_
                                               (unsigned int)in_h, (unsigned int)in_w,            \
                                               (unsigned int)out_h, (unsigned int)out_w);         \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
         backward_atomic_nchw_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst,      \
                                             u64 batch, u64 channels, u64 in_h, u64 in_w,         \
                                             u64 out_h, u64 out_w) {                              \
         backward_atomic_nchw<T, u64>(src, dst, batch * channels, in_h, in_w, out_h, out_w);      \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
         backward_atomic_nhwc_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst,      \
                                             u64 batch, u64 channels, u64 in_h, u64 in_w,         \
                                             u64 out_h, u64 out_w) {                              \
@@ -91,7 +91,7 @@ __device__ __forceinline__ void backward_atomic_nhwc(const T* __restrict__ grad_
                                               (unsigned int)in_w, (unsigned int)out_h,           \
                                               (unsigned int)out_w);                              \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
         backward_atomic_nhwc_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst,      \
                                             u64 batch, u64 channels, u64 in_h, u64 in_w,         \
                                             u64 out_h, u64 out_w) {                              \

@@ -93,20 +93,20 @@ __device__ __forceinline__ void backward_broadcast(const T* __restrict__ grad_ou
 //    u64 in_h, u64 in_w, u64 out_h, u64 out_w)
 #define AP_U32(x) ((unsigned int)(x))
 #define AP_BACKWARD_GATHER_KERNELS(T, NAME)                                                      \
-    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
         backward_gather_nchw_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst,      \
                                             u64 batch, u64 channels, u64 in_h, u64 in_w,         \
                                             u64 out_h, u64 out_w) {                              \
         backward_gather_nchw<T, unsigned int>(src, dst, AP_U32(batch * channels), AP_U32(in_h),  \
                                               AP_U32(in_w), AP_U32(out_h), AP_U32(out_w));       \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
         backward_gather_nchw_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst,      \
                                             u64 batch, u64 channels, u64 in_h, u64 in_w,         \
                                             u64 out_h, u64 out_w) {                              \
         backward_gather_nchw<T, u64>(src, dst, batch * channels, in_h, in_w, out_h, out_w);      \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
         backward_gather_nhwc_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst,      \
                                             u64 batch, u64 channels, u64 in_h, u64 in_w,         \
                                             u64 out_h, u64 out_w) {                              \
@@ -114,33 +114,33 @@ __device__ __forceinline__ void backward_broadcast(const T* __restrict__ grad_ou
                                               AP_U32(in_h), AP_U32(in_w), AP_U32(out_h),         \
                                               AP_U32(out_w));                                    \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
         backward_gather_nhwc_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst,      \
                                             u64 batch, u64 channels, u64 in_h, u64 in_w,         \
                                             u64 out_h, u64 out_w) {                              \
         backward_gather_nhwc<T, u64>(src, dst, batch, channels, in_h, in_w, out_h, out_w);       \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
         backward_broadcast_nchw_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst,   \
                                                u64 batch, u64 channels, u64 in_h, u64 in_w,      \
                                                u64 out_h, u64 out_w) {                           \
         backward_broadcast<T, unsigned int>(src, dst, AP_U32(batch), AP_U32(channels),           \
                                             AP_U32(in_h), AP_U32(in_w), false);                  \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
         backward_broadcast_nchw_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst,   \
                                                u64 batch, u64 channels, u64 in_h, u64 in_w,      \
                                                u64 out_h, u64 out_w) {                           \
         backward_broadcast<T, u64>(src, dst, batch, channels, in_h, in_w, false);                \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
         backward_broadcast_nhwc_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst,   \
                                                u64 batch, u64 channels, u64 in_h, u64 in_w,      \
                                                u64 out_h, u64 out_w) {                           \
         backward_broadcast<T, unsigned int>(src, dst, AP_U32(batch), AP_U32(channels),           \
                                             AP_U32(in_h), AP_U32(in_w), true);                   \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
         backward_broadcast_nhwc_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst,   \
                                                u64 batch, u64 channels, u64 in_h, u64 in_w,      \
                                                u64 out_h, u64 out_w) {                           \

@@ -13,6 +13,13 @@ typedef long long i64;
 // budget registers for it.
 #define AP_THREADS_PER_BLOCK 256
 
+// Every kernel's launch bounds: 256-thread blocks, at least 2 resident per multiprocessor (at
+// most 128 registers a thread). Naming the minimum matters: with `.maxntid` alone, ptxas 13
+// squeezes some kernels to 32 registers for full occupancy and spills to local memory to get
+// there; with it, no kernel spills (`.ci/ptxas-report.sh` checks).
+#define AP_MIN_BLOCKS_PER_SM 2
+#define AP_LAUNCH_BOUNDS __launch_bounds__(AP_THREADS_PER_BLOCK, AP_MIN_BLOCKS_PER_SM)
+
 // ---------------------------------------------------------------------------------------------
 // The window formula, PyTorch's `start_index` / `end_index`
 // (aten/src/ATen/native/AdaptivePooling.h): output cell `o` of `out_len` over an input of

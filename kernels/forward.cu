@@ -69,26 +69,26 @@ __device__ __forceinline__ void forward_nhwc(const T* __restrict__ in, T* __rest
 // Every kernel takes the same parameter list, in this order (see `src/plan.rs`):
 //   (const T* src, T* dst, u64 batch, u64 channels, u64 in_h, u64 in_w, u64 out_h, u64 out_w)
 #define AP_FORWARD_KERNELS(T, NAME)                                                              \
-    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
         forward_nchw_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst, u64 batch,   \
                                     u64 channels, u64 in_h, u64 in_w, u64 out_h, u64 out_w) {    \
         forward_nchw<T, unsigned int>(src, dst, (unsigned int)(batch * channels),                \
                                       (unsigned int)in_h, (unsigned int)in_w,                    \
                                       (unsigned int)out_h, (unsigned int)out_w);                 \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
         forward_nchw_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst, u64 batch,   \
                                     u64 channels, u64 in_h, u64 in_w, u64 out_h, u64 out_w) {    \
         forward_nchw<T, u64>(src, dst, batch * channels, in_h, in_w, out_h, out_w);              \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
         forward_nhwc_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst, u64 batch,   \
                                     u64 channels, u64 in_h, u64 in_w, u64 out_h, u64 out_w) {    \
         forward_nhwc<T, unsigned int>(src, dst, (unsigned int)batch, (unsigned int)channels,     \
                                       (unsigned int)in_h, (unsigned int)in_w,                    \
                                       (unsigned int)out_h, (unsigned int)out_w);                 \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
         forward_nhwc_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst, u64 batch,   \
                                     u64 channels, u64 in_h, u64 in_w, u64 out_h, u64 out_w) {    \
         forward_nhwc<T, u64>(src, dst, batch, channels, in_h, in_w, out_h, out_w);               \

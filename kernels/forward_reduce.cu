@@ -178,46 +178,46 @@ __device__ __forceinline__ void forward_block_nhwc(const T* __restrict__ in, T* 
 // Parameter list shared with every kernel of the crate (see `src/plan.rs`).
 #define AP_U32(x) ((unsigned int)(x))
 #define AP_FORWARD_REDUCE_KERNELS(T, NAME)                                                       \
-    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
         forward_global_nchw_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst,       \
                                            u64 batch, u64 channels, u64 in_h, u64 in_w,          \
                                            u64 out_h, u64 out_w) {                               \
         forward_global_nchw<T, unsigned int>(src, dst, AP_U32(batch * channels),                 \
                                              AP_U32(in_h * in_w));                               \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
         forward_global_nchw_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst,       \
                                            u64 batch, u64 channels, u64 in_h, u64 in_w,          \
                                            u64 out_h, u64 out_w) {                               \
         forward_global_nchw<T, u64>(src, dst, batch * channels, in_h * in_w);                    \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
         forward_warp_nchw_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst,         \
                                          u64 batch, u64 channels, u64 in_h, u64 in_w, u64 out_h, \
                                          u64 out_w) {                                            \
         forward_warp_nchw<T, unsigned int>(src, dst, AP_U32(batch * channels), AP_U32(in_h),     \
                                            AP_U32(in_w), AP_U32(out_h), AP_U32(out_w));          \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
         forward_warp_nchw_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst,         \
                                          u64 batch, u64 channels, u64 in_h, u64 in_w, u64 out_h, \
                                          u64 out_w) {                                            \
         forward_warp_nchw<T, u64>(src, dst, batch * channels, in_h, in_w, out_h, out_w);         \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
         forward_block_nchw_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst,        \
                                           u64 batch, u64 channels, u64 in_h, u64 in_w,           \
                                           u64 out_h, u64 out_w) {                                \
         forward_block_nchw<T, unsigned int>(src, dst, AP_U32(batch * channels), AP_U32(in_h),    \
                                             AP_U32(in_w), AP_U32(out_h), AP_U32(out_w));         \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
         forward_block_nchw_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst,        \
                                           u64 batch, u64 channels, u64 in_h, u64 in_w,           \
                                           u64 out_h, u64 out_w) {                                \
         forward_block_nchw<T, u64>(src, dst, batch * channels, in_h, in_w, out_h, out_w);        \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
         forward_block_nhwc_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst,        \
                                           u64 batch, u64 channels, u64 in_h, u64 in_w,           \
                                           u64 out_h, u64 out_w) {                                \
@@ -225,7 +225,7 @@ __device__ __forceinline__ void forward_block_nhwc(const T* __restrict__ in, T* 
                                             AP_U32(in_h), AP_U32(in_w), AP_U32(out_h),           \
                                             AP_U32(out_w));                                      \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
         forward_block_nhwc_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst,        \
                                           u64 batch, u64 channels, u64 in_h, u64 in_w,           \
                                           u64 out_h, u64 out_w) {                                \

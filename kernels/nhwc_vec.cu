@@ -127,13 +127,13 @@ __device__ __forceinline__ void backward_gather_nhwc_vec(const T* __restrict__ g
 // Parameter list shared with every kernel of the crate (see `src/plan.rs`).
 #define AP_U32(x) ((unsigned int)(x))
 #define AP_NHWC_VEC_KERNELS(KERNEL, T, NAME)                                                     \
-    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
         KERNEL##_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst, u64 batch,       \
                                 u64 channels, u64 in_h, u64 in_w, u64 out_h, u64 out_w) {        \
         KERNEL<T, unsigned int>(src, dst, AP_U32(batch), AP_U32(channels), AP_U32(in_h),         \
                                 AP_U32(in_w), AP_U32(out_h), AP_U32(out_w));                     \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
         KERNEL##_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst, u64 batch,       \
                                 u64 channels, u64 in_h, u64 in_w, u64 out_h, u64 out_w) {        \
         KERNEL<T, u64>(src, dst, batch, channels, in_h, in_w, out_h, out_w);                     \

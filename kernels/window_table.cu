@@ -13,12 +13,12 @@ __device__ __forceinline__ void window_table(u64* __restrict__ table, I in_len, 
     }
 }
 
-extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)
+extern "C" __global__ void AP_LAUNCH_BOUNDS
     window_table_idx32(u64* __restrict__ table, u64 in_len, u64 out_len) {
     window_table<unsigned int>(table, (unsigned int)in_len, (unsigned int)out_len);
 }
 
-extern "C" __global__ void __launch_bounds__(AP_THREADS_PER_BLOCK)
+extern "C" __global__ void AP_LAUNCH_BOUNDS
     window_table_idx64(u64* __restrict__ table, u64 in_len, u64 out_len) {
     window_table<u64>(table, in_len, out_len);
 }
