@@ -6,25 +6,24 @@
 // window (window formula in common.cuh). Overlapping windows make the summation order depend on
 // scheduling: results are not bitwise reproducible run to run.
 //
-// Index type I as in forward.cu.
+// Entry points and index types: AP_INSTANTIATE in common.cuh.
 #include "common.cuh"
 
 template <typename T, typename I>
 __device__ __forceinline__ void backward_atomic_nchw(const T* __restrict__ grad_out,
-                                                     T* __restrict__ grad_in, I planes, I in_h,
-                                                     I in_w, I out_h, I out_w) {
+                                                     T* __restrict__ grad_in, I batch,
+                                                     I channels, I in_h, I in_w, I out_h,
+                                                     I out_w) {
     typedef typename Acc<T>::type A;
-    const I total = planes * out_h * out_w;
+    const I total = batch * channels * out_h * out_w;
     const I stride = (I)blockDim.x * (I)gridDim.x;
     for (I idx = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; idx < total; idx += stride) {
         const I ow = idx % out_w;
         const I rest = idx / out_w;
         const I oh = rest % out_h;
         const I plane = rest / out_h;
-        const I h0 = window_start(oh, out_h, in_h);
-        const I h1 = window_end(oh, out_h, in_h);
-        const I w0 = window_start(ow, out_w, in_w);
-        const I w1 = window_end(ow, out_w, in_w);
+        const Window<I> win = window_of(oh, ow, in_h, in_w, out_h, out_w);
+        const I h0 = win.h0, h1 = win.h1, w0 = win.w0, w1 = win.w1;
         const T delta = from_acc<T>(to_acc(grad_out[idx]) / (A)((h1 - h0) * (w1 - w0)));
         T* p = grad_in + plane * in_h * in_w;
         for (I h = h0; h < h1; ++h) {
@@ -50,10 +49,8 @@ __device__ __forceinline__ void backward_atomic_nhwc(const T* __restrict__ grad_
         rest /= out_w;
         const I oh = rest % out_h;
         const I n = rest / out_h;
-        const I h0 = window_start(oh, out_h, in_h);
-        const I h1 = window_end(oh, out_h, in_h);
-        const I w0 = window_start(ow, out_w, in_w);
-        const I w1 = window_end(ow, out_w, in_w);
+        const Window<I> win = window_of(oh, ow, in_h, in_w, out_h, out_w);
+        const I h0 = win.h0, h1 = win.h1, w0 = win.w0, w1 = win.w1;
         const T delta = from_acc<T>(to_acc(grad_out[idx]) / (A)((h1 - h0) * (w1 - w0)));
         T* p = grad_in + n * in_h * in_w * channels + c;
         for (I h = h0; h < h1; ++h) {
@@ -64,41 +61,5 @@ __device__ __forceinline__ void backward_atomic_nhwc(const T* __restrict__ grad_
     }
 }
 
-// Parameter list shared with every kernel of the crate (see `src/plan.rs`):
-//   (const T* src = grad_output, T* dst = grad_input, u64 batch, u64 channels,
-//    u64 in_h, u64 in_w, u64 out_h, u64 out_w)
-#define AP_BACKWARD_ATOMIC_KERNELS(T, NAME)                                                      \
-    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
-        backward_atomic_nchw_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst,      \
-                                            u64 batch, u64 channels, u64 in_h, u64 in_w,         \
-                                            u64 out_h, u64 out_w) {                              \
-        backward_atomic_nchw<T, unsigned int>(src, dst, (unsigned int)(batch * channels),        \
-                                              (unsigned int)in_h, (unsigned int)in_w,            \
-                                              (unsigned int)out_h, (unsigned int)out_w);         \
-    }                                                                                            \
-    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
-        backward_atomic_nchw_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst,      \
-                                            u64 batch, u64 channels, u64 in_h, u64 in_w,         \
-                                            u64 out_h, u64 out_w) {                              \
-        backward_atomic_nchw<T, u64>(src, dst, batch * channels, in_h, in_w, out_h, out_w);      \
-    }                                                                                            \
-    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
-        backward_atomic_nhwc_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst,      \
-                                            u64 batch, u64 channels, u64 in_h, u64 in_w,         \
-                                            u64 out_h, u64 out_w) {                              \
-        backward_atomic_nhwc<T, unsigned int>(src, dst, (unsigned int)batch,                     \
-                                              (unsigned int)channels, (unsigned int)in_h,        \
-                                              (unsigned int)in_w, (unsigned int)out_h,           \
-                                              (unsigned int)out_w);                              \
-    }                                                                                            \
-    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
-        backward_atomic_nhwc_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst,      \
-                                            u64 batch, u64 channels, u64 in_h, u64 in_w,         \
-                                            u64 out_h, u64 out_w) {                              \
-        backward_atomic_nhwc<T, u64>(src, dst, batch, channels, in_h, in_w, out_h, out_w);       \
-    }
-
-AP_BACKWARD_ATOMIC_KERNELS(float, f32)
-AP_BACKWARD_ATOMIC_KERNELS(double, f64)
-AP_BACKWARD_ATOMIC_KERNELS(f16_raw, f16)
-AP_BACKWARD_ATOMIC_KERNELS(bf16_raw, bf16)
+AP_INSTANTIATE_ALL_DTYPES(backward_atomic_nchw)
+AP_INSTANTIATE_ALL_DTYPES(backward_atomic_nhwc)

@@ -6,7 +6,7 @@
 // proved against the forward's windows by the crate's exhaustive window test). No zero-fill
 // pass, no atomics, a fixed summation order: bitwise identical results run after run.
 //
-// Index type I as in forward.cu. Accumulates in the accumulator type (f32 for f32/f16/bf16,
+// Entry points and index types: AP_INSTANTIATE in common.cuh. Accumulates in the accumulator type (f32 for f32/f16/bf16,
 // f64 for f64) and rounds once.
 #include "common.cuh"
 
@@ -34,9 +34,10 @@ __device__ __forceinline__ typename Acc<T>::type gather_one(const T* __restrict_
 
 template <typename T, typename I>
 __device__ __forceinline__ void backward_gather_nchw(const T* __restrict__ grad_out,
-                                                     T* __restrict__ grad_in, I planes, I in_h,
-                                                     I in_w, I out_h, I out_w) {
-    const I total = planes * in_h * in_w;
+                                                     T* __restrict__ grad_in, I batch,
+                                                     I channels, I in_h, I in_w, I out_h,
+                                                     I out_w) {
+    const I total = batch * channels * in_h * in_w;
     const I stride = (I)blockDim.x * (I)gridDim.x;
     for (I idx = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; idx < total; idx += stride) {
         const I iw = idx % in_w;
@@ -72,9 +73,9 @@ __device__ __forceinline__ void backward_gather_nhwc(const T* __restrict__ grad_
 
 // Global pooling (1x1 output): every grad_input element of a plane is grad / (H * W).
 template <typename T, typename I>
-__device__ __forceinline__ void backward_broadcast(const T* __restrict__ grad_out,
-                                                   T* __restrict__ grad_in, I batch, I channels,
-                                                   I in_h, I in_w, bool channels_last) {
+__device__ __forceinline__ void broadcast(const T* __restrict__ grad_out,
+                                          T* __restrict__ grad_in, I batch, I channels, I in_h,
+                                          I in_w, bool channels_last) {
     typedef typename Acc<T>::type A;
     const I hw = in_h * in_w;
     const I total = batch * channels * hw;
@@ -88,66 +89,21 @@ __device__ __forceinline__ void backward_broadcast(const T* __restrict__ grad_ou
     }
 }
 
-// Parameter list shared with every kernel of the crate (see `src/plan.rs`):
-//   (const T* src = grad_output, T* dst = grad_input, u64 batch, u64 channels,
-//    u64 in_h, u64 in_w, u64 out_h, u64 out_w)
-#define AP_U32(x) ((unsigned int)(x))
-#define AP_BACKWARD_GATHER_KERNELS(T, NAME)                                                      \
-    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
-        backward_gather_nchw_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst,      \
-                                            u64 batch, u64 channels, u64 in_h, u64 in_w,         \
-                                            u64 out_h, u64 out_w) {                              \
-        backward_gather_nchw<T, unsigned int>(src, dst, AP_U32(batch * channels), AP_U32(in_h),  \
-                                              AP_U32(in_w), AP_U32(out_h), AP_U32(out_w));       \
-    }                                                                                            \
-    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
-        backward_gather_nchw_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst,      \
-                                            u64 batch, u64 channels, u64 in_h, u64 in_w,         \
-                                            u64 out_h, u64 out_w) {                              \
-        backward_gather_nchw<T, u64>(src, dst, batch * channels, in_h, in_w, out_h, out_w);      \
-    }                                                                                            \
-    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
-        backward_gather_nhwc_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst,      \
-                                            u64 batch, u64 channels, u64 in_h, u64 in_w,         \
-                                            u64 out_h, u64 out_w) {                              \
-        backward_gather_nhwc<T, unsigned int>(src, dst, AP_U32(batch), AP_U32(channels),         \
-                                              AP_U32(in_h), AP_U32(in_w), AP_U32(out_h),         \
-                                              AP_U32(out_w));                                    \
-    }                                                                                            \
-    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
-        backward_gather_nhwc_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst,      \
-                                            u64 batch, u64 channels, u64 in_h, u64 in_w,         \
-                                            u64 out_h, u64 out_w) {                              \
-        backward_gather_nhwc<T, u64>(src, dst, batch, channels, in_h, in_w, out_h, out_w);       \
-    }                                                                                            \
-    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
-        backward_broadcast_nchw_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst,   \
-                                               u64 batch, u64 channels, u64 in_h, u64 in_w,      \
-                                               u64 out_h, u64 out_w) {                           \
-        backward_broadcast<T, unsigned int>(src, dst, AP_U32(batch), AP_U32(channels),           \
-                                            AP_U32(in_h), AP_U32(in_w), false);                  \
-    }                                                                                            \
-    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
-        backward_broadcast_nchw_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst,   \
-                                               u64 batch, u64 channels, u64 in_h, u64 in_w,      \
-                                               u64 out_h, u64 out_w) {                           \
-        backward_broadcast<T, u64>(src, dst, batch, channels, in_h, in_w, false);                \
-    }                                                                                            \
-    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
-        backward_broadcast_nhwc_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst,   \
-                                               u64 batch, u64 channels, u64 in_h, u64 in_w,      \
-                                               u64 out_h, u64 out_w) {                           \
-        backward_broadcast<T, unsigned int>(src, dst, AP_U32(batch), AP_U32(channels),           \
-                                            AP_U32(in_h), AP_U32(in_w), true);                   \
-    }                                                                                            \
-    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
-        backward_broadcast_nhwc_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst,   \
-                                               u64 batch, u64 channels, u64 in_h, u64 in_w,      \
-                                               u64 out_h, u64 out_w) {                           \
-        backward_broadcast<T, u64>(src, dst, batch, channels, in_h, in_w, true);                 \
-    }
+template <typename T, typename I>
+__device__ __forceinline__ void backward_broadcast_nchw(const T* __restrict__ grad_out,
+                                                        T* __restrict__ grad_in, I batch,
+                                                        I channels, I in_h, I in_w, I, I) {
+    broadcast(grad_out, grad_in, batch, channels, in_h, in_w, false);
+}
 
-AP_BACKWARD_GATHER_KERNELS(float, f32)
-AP_BACKWARD_GATHER_KERNELS(double, f64)
-AP_BACKWARD_GATHER_KERNELS(f16_raw, f16)
-AP_BACKWARD_GATHER_KERNELS(bf16_raw, bf16)
+template <typename T, typename I>
+__device__ __forceinline__ void backward_broadcast_nhwc(const T* __restrict__ grad_out,
+                                                        T* __restrict__ grad_in, I batch,
+                                                        I channels, I in_h, I in_w, I, I) {
+    broadcast(grad_out, grad_in, batch, channels, in_h, in_w, true);
+}
+
+AP_INSTANTIATE_ALL_DTYPES(backward_gather_nchw)
+AP_INSTANTIATE_ALL_DTYPES(backward_gather_nhwc)
+AP_INSTANTIATE_ALL_DTYPES(backward_broadcast_nchw)
+AP_INSTANTIATE_ALL_DTYPES(backward_broadcast_nhwc)

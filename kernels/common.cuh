@@ -37,6 +37,23 @@ __device__ __forceinline__ I window_end(I o, I out_len, I in_len) {
     return ((o + 1) * in_len + out_len - 1) / out_len;
 }
 
+// The input window of output cell (oh, ow).
+template <typename I>
+struct Window {
+    I h0, h1, w0, w1;
+    __device__ __forceinline__ I area() const { return (h1 - h0) * (w1 - w0); }
+};
+
+template <typename I>
+__device__ __forceinline__ Window<I> window_of(I oh, I ow, I in_h, I in_w, I out_h, I out_w) {
+    Window<I> win;
+    win.h0 = window_start(oh, out_h, in_h);
+    win.h1 = window_end(oh, out_h, in_h);
+    win.w0 = window_start(ow, out_w, in_w);
+    win.w1 = window_end(ow, out_w, in_w);
+    return win;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Storage types and their accumulators
 // ---------------------------------------------------------------------------------------------
@@ -210,3 +227,28 @@ template <> struct V16<bf16_raw> : V16Half<bf16_raw> {};
 __device__ __forceinline__ bool aligned16(const void* a, const void* b) {
     return (((u64)a | (u64)b) & 15u) == 0;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Kernel entry points. Every kernel of the crate (but window_table.cu's) has the parameter list
+// the Rust launch planner passes (src/plan.rs):
+//   (const T* src, T* dst, u64 batch, u64 channels, u64 in_h, u64 in_w, u64 out_h, u64 out_w)
+// where src/dst are input/output (forward) or grad_output/grad_input (backward) and in_*/out_*
+// always describe the forward's input and output. AP_INSTANTIATE(KERNEL, T, DT) defines
+// extern "C" KERNEL_DT_idx32 and KERNEL_DT_idx64, calling the device template
+// KERNEL<T, I>(src, dst, batch, channels, in_h, in_w, out_h, out_w) with I = unsigned int or
+// u64. The planner picks _idx32 only where every index and product fits (plan::fits_idx32).
+// ---------------------------------------------------------------------------------------------
+#define AP_INSTANTIATE_INDEX(KERNEL, T, DT, SUFFIX, I)                                           \
+    extern "C" __global__ void AP_LAUNCH_BOUNDS KERNEL##_##DT##_##SUFFIX(                         \
+        const T* __restrict__ src, T* __restrict__ dst, u64 batch, u64 channels, u64 in_h,       \
+        u64 in_w, u64 out_h, u64 out_w) {                                                        \
+        KERNEL<T, I>(src, dst, (I)batch, (I)channels, (I)in_h, (I)in_w, (I)out_h, (I)out_w);    \
+    }
+#define AP_INSTANTIATE(KERNEL, T, DT)                                                            \
+    AP_INSTANTIATE_INDEX(KERNEL, T, DT, idx32, unsigned int)                                     \
+    AP_INSTANTIATE_INDEX(KERNEL, T, DT, idx64, u64)
+#define AP_INSTANTIATE_ALL_DTYPES(KERNEL)                                                        \
+    AP_INSTANTIATE(KERNEL, float, f32)                                                           \
+    AP_INSTANTIATE(KERNEL, double, f64)                                                          \
+    AP_INSTANTIATE(KERNEL, f16_raw, f16)                                                         \
+    AP_INSTANTIATE(KERNEL, bf16_raw, bf16)

@@ -8,8 +8,11 @@
 // over it with 16-byte vector loads after a scalar head that reaches 16-byte alignment.
 template <typename T, typename I>
 __device__ __forceinline__ void forward_global_nchw(const T* __restrict__ in,
-                                                    T* __restrict__ out, I planes, I hw) {
+                                                    T* __restrict__ out, I batch, I channels,
+                                                    I in_h, I in_w, I, I) {
     typedef typename Acc<T>::type A;
+    const I planes = batch * channels;
+    const I hw = in_h * in_w;
     const int N = V16<T>::N;
     const I lane = (I)(threadIdx.x % AP_WARP);
     const I warps = (I)blockDim.x / AP_WARP * (I)gridDim.x;
@@ -46,21 +49,20 @@ __device__ __forceinline__ void forward_global_nchw(const T* __restrict__ in,
 // row by row (coalesced), then a warp reduction.
 template <typename T, typename I>
 __device__ __forceinline__ void forward_warp_nchw(const T* __restrict__ in, T* __restrict__ out,
-                                                  I planes, I in_h, I in_w, I out_h, I out_w) {
+                                                  I batch, I channels, I in_h, I in_w, I out_h,
+                                                  I out_w) {
     typedef typename Acc<T>::type A;
     const I lane = (I)(threadIdx.x % AP_WARP);
     const I warps = (I)blockDim.x / AP_WARP * (I)gridDim.x;
-    const I total = planes * out_h * out_w;
+    const I total = batch * channels * out_h * out_w;
     for (I cell = ((I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x) / AP_WARP; cell < total;
          cell += warps) {
         const I ow = cell % out_w;
         const I rest = cell / out_w;
         const I oh = rest % out_h;
         const I plane = rest / out_h;
-        const I h0 = window_start(oh, out_h, in_h);
-        const I h1 = window_end(oh, out_h, in_h);
-        const I w0 = window_start(ow, out_w, in_w);
-        const I w1 = window_end(ow, out_w, in_w);
+        const Window<I> win = window_of(oh, ow, in_h, in_w, out_h, out_w);
+        const I h0 = win.h0, h1 = win.h1, w0 = win.w0, w1 = win.w1;
         const T* p = in + plane * in_h * in_w;
         A sum = 0;
         for (I h = h0; h < h1; ++h) {
@@ -79,22 +81,21 @@ __device__ __forceinline__ void forward_warp_nchw(const T* __restrict__ in, T* _
 // h0 + k + 8, ..., lanes across columns; warp sums meet in shared memory.
 template <typename T, typename I>
 __device__ __forceinline__ void forward_block_nchw(const T* __restrict__ in, T* __restrict__ out,
-                                                   I planes, I in_h, I in_w, I out_h, I out_w) {
+                                                   I batch, I channels, I in_h, I in_w, I out_h,
+                                                   I out_w) {
     typedef typename Acc<T>::type A;
     __shared__ A warp_sums[AP_THREADS_PER_BLOCK / AP_WARP];
     const I lane = (I)(threadIdx.x % AP_WARP);
     const I warp = (I)(threadIdx.x / AP_WARP);
     const I warps_per_block = (I)blockDim.x / AP_WARP;
-    const I total = planes * out_h * out_w;
+    const I total = batch * channels * out_h * out_w;
     for (I cell = (I)blockIdx.x; cell < total; cell += (I)gridDim.x) {
         const I ow = cell % out_w;
         const I rest = cell / out_w;
         const I oh = rest % out_h;
         const I plane = rest / out_h;
-        const I h0 = window_start(oh, out_h, in_h);
-        const I h1 = window_end(oh, out_h, in_h);
-        const I w0 = window_start(ow, out_w, in_w);
-        const I w1 = window_end(ow, out_w, in_w);
+        const Window<I> win = window_of(oh, ow, in_h, in_w, out_h, out_w);
+        const I h0 = win.h0, h1 = win.h1, w0 = win.w0, w1 = win.w1;
         const T* p = in + plane * in_h * in_w;
         A sum = 0;
         for (I h = h0 + warp; h < h1; h += warps_per_block) {
@@ -144,10 +145,8 @@ __device__ __forceinline__ void forward_block_nhwc(const T* __restrict__ in, T* 
         const I rest = cell / out_w;
         const I oh = rest % out_h;
         const I n = rest / out_h;
-        const I h0 = window_start(oh, out_h, in_h);
-        const I h1 = window_end(oh, out_h, in_h);
-        const I w0 = window_start(ow, out_w, in_w);
-        const I w1 = window_end(ow, out_w, in_w);
+        const Window<I> win = window_of(oh, ow, in_h, in_w, out_h, out_w);
+        const I h0 = win.h0, h1 = win.h1, w0 = win.w0, w1 = win.w1;
         const I kw = w1 - w0;
         const I area = (h1 - h0) * kw;
         const I c = tile * ct + tx;
@@ -175,64 +174,7 @@ __device__ __forceinline__ void forward_block_nhwc(const T* __restrict__ in, T* 
     }
 }
 
-// Parameter list shared with every kernel of the crate (see `src/plan.rs`).
-#define AP_U32(x) ((unsigned int)(x))
-#define AP_FORWARD_REDUCE_KERNELS(T, NAME)                                                       \
-    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
-        forward_global_nchw_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst,       \
-                                           u64 batch, u64 channels, u64 in_h, u64 in_w,          \
-                                           u64 out_h, u64 out_w) {                               \
-        forward_global_nchw<T, unsigned int>(src, dst, AP_U32(batch * channels),                 \
-                                             AP_U32(in_h * in_w));                               \
-    }                                                                                            \
-    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
-        forward_global_nchw_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst,       \
-                                           u64 batch, u64 channels, u64 in_h, u64 in_w,          \
-                                           u64 out_h, u64 out_w) {                               \
-        forward_global_nchw<T, u64>(src, dst, batch * channels, in_h * in_w);                    \
-    }                                                                                            \
-    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
-        forward_warp_nchw_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst,         \
-                                         u64 batch, u64 channels, u64 in_h, u64 in_w, u64 out_h, \
-                                         u64 out_w) {                                            \
-        forward_warp_nchw<T, unsigned int>(src, dst, AP_U32(batch * channels), AP_U32(in_h),     \
-                                           AP_U32(in_w), AP_U32(out_h), AP_U32(out_w));          \
-    }                                                                                            \
-    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
-        forward_warp_nchw_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst,         \
-                                         u64 batch, u64 channels, u64 in_h, u64 in_w, u64 out_h, \
-                                         u64 out_w) {                                            \
-        forward_warp_nchw<T, u64>(src, dst, batch * channels, in_h, in_w, out_h, out_w);         \
-    }                                                                                            \
-    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
-        forward_block_nchw_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst,        \
-                                          u64 batch, u64 channels, u64 in_h, u64 in_w,           \
-                                          u64 out_h, u64 out_w) {                                \
-        forward_block_nchw<T, unsigned int>(src, dst, AP_U32(batch * channels), AP_U32(in_h),    \
-                                            AP_U32(in_w), AP_U32(out_h), AP_U32(out_w));         \
-    }                                                                                            \
-    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
-        forward_block_nchw_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst,        \
-                                          u64 batch, u64 channels, u64 in_h, u64 in_w,           \
-                                          u64 out_h, u64 out_w) {                                \
-        forward_block_nchw<T, u64>(src, dst, batch * channels, in_h, in_w, out_h, out_w);        \
-    }                                                                                            \
-    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
-        forward_block_nhwc_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst,        \
-                                          u64 batch, u64 channels, u64 in_h, u64 in_w,           \
-                                          u64 out_h, u64 out_w) {                                \
-        forward_block_nhwc<T, unsigned int>(src, dst, AP_U32(batch), AP_U32(channels),           \
-                                            AP_U32(in_h), AP_U32(in_w), AP_U32(out_h),           \
-                                            AP_U32(out_w));                                      \
-    }                                                                                            \
-    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
-        forward_block_nhwc_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst,        \
-                                          u64 batch, u64 channels, u64 in_h, u64 in_w,           \
-                                          u64 out_h, u64 out_w) {                                \
-        forward_block_nhwc<T, u64>(src, dst, batch, channels, in_h, in_w, out_h, out_w);         \
-    }
-
-AP_FORWARD_REDUCE_KERNELS(float, f32)
-AP_FORWARD_REDUCE_KERNELS(double, f64)
-AP_FORWARD_REDUCE_KERNELS(f16_raw, f16)
-AP_FORWARD_REDUCE_KERNELS(bf16_raw, bf16)
+AP_INSTANTIATE_ALL_DTYPES(forward_global_nchw)
+AP_INSTANTIATE_ALL_DTYPES(forward_warp_nchw)
+AP_INSTANTIATE_ALL_DTYPES(forward_block_nchw)
+AP_INSTANTIATE_ALL_DTYPES(forward_block_nhwc)

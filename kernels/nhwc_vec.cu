@@ -49,10 +49,8 @@ __device__ __forceinline__ void forward_nhwc_vec(const T* __restrict__ in, T* __
         const I rest = cell / out_w;
         const I oh = rest % out_h;
         const I n = rest / out_h;
-        const I h0 = window_start(oh, out_h, in_h);
-        const I h1 = window_end(oh, out_h, in_h);
-        const I w0 = window_start(ow, out_w, in_w);
-        const I w1 = window_end(ow, out_w, in_w);
+        const Window<I> win = window_of(oh, ow, in_h, in_w, out_h, out_w);
+        const I h0 = win.h0, h1 = win.h1, w0 = win.w0, w1 = win.w1;
         const T* p = in + n * in_h * in_w * channels + g * (I)N;
         A acc[V16<T>::N];
 #pragma unroll
@@ -124,25 +122,5 @@ __device__ __forceinline__ void backward_gather_nhwc_vec(const T* __restrict__ g
     }
 }
 
-// Parameter list shared with every kernel of the crate (see `src/plan.rs`).
-#define AP_U32(x) ((unsigned int)(x))
-#define AP_NHWC_VEC_KERNELS(KERNEL, T, NAME)                                                     \
-    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
-        KERNEL##_##NAME##_idx32(const T* __restrict__ src, T* __restrict__ dst, u64 batch,       \
-                                u64 channels, u64 in_h, u64 in_w, u64 out_h, u64 out_w) {        \
-        KERNEL<T, unsigned int>(src, dst, AP_U32(batch), AP_U32(channels), AP_U32(in_h),         \
-                                AP_U32(in_w), AP_U32(out_h), AP_U32(out_w));                     \
-    }                                                                                            \
-    extern "C" __global__ void AP_LAUNCH_BOUNDS                           \
-        KERNEL##_##NAME##_idx64(const T* __restrict__ src, T* __restrict__ dst, u64 batch,       \
-                                u64 channels, u64 in_h, u64 in_w, u64 out_h, u64 out_w) {        \
-        KERNEL<T, u64>(src, dst, batch, channels, in_h, in_w, out_h, out_w);                     \
-    }
-#define AP_NHWC_VEC_ALL(T, NAME)                                                                 \
-    AP_NHWC_VEC_KERNELS(forward_nhwc_vec, T, NAME)                                               \
-    AP_NHWC_VEC_KERNELS(backward_gather_nhwc_vec, T, NAME)
-
-AP_NHWC_VEC_ALL(float, f32)
-AP_NHWC_VEC_ALL(double, f64)
-AP_NHWC_VEC_ALL(f16_raw, f16)
-AP_NHWC_VEC_ALL(bf16_raw, bf16)
+AP_INSTANTIATE_ALL_DTYPES(forward_nhwc_vec)
+AP_INSTANTIATE_ALL_DTYPES(backward_gather_nhwc_vec)
