@@ -162,9 +162,14 @@ fn build_all(kernel_dir: &Path, out_dir: &Path, nvrtc: &Nvrtc) -> String {
 /// Finds libnvrtc, loads it into this process so that cudarc's loader (which opens it by its
 /// soname) finds it, and returns its version; on failure returns where it looked.
 fn find_and_load_nvrtc(manifest_dir: &Path) -> Result<Nvrtc, String> {
-    let mut searched = Vec::new();
+    let mut searched: Vec<String> = Vec::new();
     for candidate in nvrtc_candidates(manifest_dir) {
-        searched.push(candidate.display().to_string());
+        let place = candidate
+            .parent()
+            .map_or_else(|| candidate.display().to_string(), |d| d.display().to_string());
+        if !searched.contains(&place) {
+            searched.push(place);
+        }
         if candidate.is_file() && preload_builtins_beside(&candidate) && preload(&candidate) {
             println!("cargo:rerun-if-changed={}", candidate.display());
             return query_nvrtc().ok_or_else(|| searched.join(", "));

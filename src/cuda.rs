@@ -18,7 +18,6 @@ use crate::ptx;
 /// The kernels of one CUDA context: every module loaded once, functions looked up on first use.
 pub(crate) struct ContextKernels {
     ctx: Arc<CudaContext>,
-    arch: u32,
     limits: DeviceLimits,
     modules: Vec<(&'static str, Arc<CudaModule>)>,
     functions: Mutex<HashMap<String, CudaFunction>>,
@@ -81,7 +80,6 @@ fn load(ctx: &Arc<CudaContext>) -> Result<ContextKernels> {
     }
     Ok(ContextKernels {
         ctx: ctx.clone(),
-        arch,
         limits: DeviceLimits {
             multiprocessors: multiprocessors.max(1) as u32,
             compute_capability: cc,
@@ -117,12 +115,6 @@ impl ContextKernels {
     /// The planner's view of this device.
     pub(crate) fn limits(&self) -> DeviceLimits {
         self.limits
-    }
-
-    /// The architecture of the PTX loaded.
-    #[allow(dead_code)]
-    pub(crate) fn arch(&self) -> u32 {
-        self.arch
     }
 
     fn function(&self, module: &str, kernel: &str) -> Result<CudaFunction> {

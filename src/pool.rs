@@ -91,19 +91,12 @@ impl AdaptiveAvgPool2d {
         check_output(OP, "output", &expected, input, output)?;
         check_context(stream, "input", input.storage())?;
         check_context(stream, "output", output.storage())?;
-        let layout = input.layout();
-        let plan_shapes = (*input.shape(), expected);
-        if plan_shapes.1.numel() == 0 {
+        if expected.numel() == 0 {
             return Ok(());
         }
         let kernels = cuda::kernels(stream.context())?;
-        let plan = plan::forward(
-            &plan_shapes.0,
-            &plan_shapes.1,
-            layout,
-            T::DTYPE,
-            &kernels.limits(),
-        );
+        let limits = kernels.limits();
+        let plan = plan::forward(input.shape(), &expected, input.layout(), T::DTYPE, &limits);
         kernels.execute(stream, &plan, input.storage(), output.storage_mut())
     }
 
