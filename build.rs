@@ -164,9 +164,10 @@ fn build_all(kernel_dir: &Path, out_dir: &Path, nvrtc: &Nvrtc) -> String {
 fn find_and_load_nvrtc(manifest_dir: &Path) -> Result<Nvrtc, String> {
     let mut searched: Vec<String> = Vec::new();
     for candidate in nvrtc_candidates(manifest_dir) {
-        let place = candidate
-            .parent()
-            .map_or_else(|| candidate.display().to_string(), |d| d.display().to_string());
+        let place = candidate.parent().map_or_else(
+            || candidate.display().to_string(),
+            |d| d.display().to_string(),
+        );
         if !searched.contains(&place) {
             searched.push(place);
         }
