@@ -48,8 +48,12 @@ fn end(a: i64, b: i64, c: i64) -> i64 {
     1 + ((a + 1) * c - 1) / b
 }
 
-/// Host reference of the forward kernels: sum in `f32` (row-major), divide by the count.
-fn fwd_ref(inp: &[f32], nc: usize, ih: usize, iw: usize, oh: usize, ow: usize) -> Vec<f32> {
+/// Host reference of the forward kernels: sum in the kernel's accumulator type `F` (`f32` or
+/// `f64`, row-major order), divide by the count.
+fn fwd_ref<F>(inp: &[F], nc: usize, ih: usize, iw: usize, oh: usize, ow: usize) -> Vec<F>
+where
+    F: Copy + Default + std::ops::AddAssign + std::ops::Div<Output = F> + From<u16>,
+{
     let mut out = Vec::new();
     for p in 0..nc {
         for oy in 0..oh {
@@ -62,13 +66,14 @@ fn fwd_ref(inp: &[f32], nc: usize, ih: usize, iw: usize, oh: usize, ow: usize) -
                     start(ox as i64, ow as i64, iw as i64),
                     end(ox as i64, ow as i64, iw as i64),
                 );
-                let mut s = 0f32;
+                let mut s = F::default();
                 for y in y0..y1 {
                     for x in x0..x1 {
                         s += inp[(p * ih + y as usize) * iw + x as usize];
                     }
                 }
-                out.push(s / ((y1 - y0) * (x1 - x0)) as f32);
+                let area = u16::try_from((y1 - y0) * (x1 - x0)).expect("test windows are small");
+                out.push(s / F::from(area));
             }
         }
     }
@@ -171,28 +176,7 @@ fn forward_f16_bf16_f64() {
     .into_iter()
     .map(bf16::from_f32)
     .collect();
-    let mut want_d = Vec::new();
-    for p in 0..nc {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let (y0, y1) = (
-                    start(oy as i64, oh as i64, ih as i64),
-                    end(oy as i64, oh as i64, ih as i64),
-                );
-                let (x0, x1) = (
-                    start(ox as i64, ow as i64, iw as i64),
-                    end(ox as i64, ow as i64, iw as i64),
-                );
-                let mut s = 0f64;
-                for y in y0..y1 {
-                    for x in x0..x1 {
-                        s += d[(p * ih + y as usize) * iw + x as usize];
-                    }
-                }
-                want_d.push(s / ((y1 - y0) * (x1 - x0)) as f64);
-            }
-        }
-    }
+    let want_d: Vec<f64> = fwd_ref(&d, nc, ih, iw, oh, ow);
     let n = nc * oh * ow;
     for (arch, ptx) in ARCHES {
         let m = Module::parse(ptx).unwrap();
