@@ -18,11 +18,9 @@ __device__ __forceinline__ void backward_atomic_nchw(const T* __restrict__ grad_
     const I total = batch * channels * out_h * out_w;
     const I stride = (I)blockDim.x * (I)gridDim.x;
     for (I idx = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; idx < total; idx += stride) {
-        const I ow = idx % out_w;
-        const I rest = idx / out_w;
-        const I oh = rest % out_h;
-        const I plane = rest / out_h;
-        const Window<I> win = window_of(oh, ow, in_h, in_w, out_h, out_w);
+        const Cell<I> at = cell_of(idx, in_h, in_w, out_h, out_w);
+        const I plane = at.outer;
+        const Window<I> win = at.win;
         const I h0 = win.h0, h1 = win.h1, w0 = win.w0, w1 = win.w1;
         const T delta = from_acc<T>(to_acc(grad_out[idx]) / (A)((h1 - h0) * (w1 - w0)));
         T* p = grad_in + plane * in_h * in_w;

@@ -54,6 +54,25 @@ __device__ __forceinline__ Window<I> window_of(I oh, I ow, I in_h, I in_w, I out
     return win;
 }
 
+// Output cell `cell` of a row-major (outer, out_h, out_w) grid, where outer is the (n, c) plane
+// of an NCHW output or n of an NHWC one (channels taken out): its outer index and its window.
+template <typename I>
+struct Cell {
+    I outer;
+    Window<I> win;
+};
+
+template <typename I>
+__device__ __forceinline__ Cell<I> cell_of(I cell, I in_h, I in_w, I out_h, I out_w) {
+    const I ow = cell % out_w;
+    const I rest = cell / out_w;
+    const I oh = rest % out_h;
+    Cell<I> at;
+    at.outer = rest / out_h;
+    at.win = window_of(oh, ow, in_h, in_w, out_h, out_w);
+    return at;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Storage types and their accumulators
 // ---------------------------------------------------------------------------------------------

@@ -57,11 +57,9 @@ __device__ __forceinline__ void forward_warp_nchw(const T* __restrict__ in, T* _
     const I total = batch * channels * out_h * out_w;
     for (I cell = ((I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x) / AP_WARP; cell < total;
          cell += warps) {
-        const I ow = cell % out_w;
-        const I rest = cell / out_w;
-        const I oh = rest % out_h;
-        const I plane = rest / out_h;
-        const Window<I> win = window_of(oh, ow, in_h, in_w, out_h, out_w);
+        const Cell<I> at = cell_of(cell, in_h, in_w, out_h, out_w);
+        const I plane = at.outer;
+        const Window<I> win = at.win;
         const I h0 = win.h0, h1 = win.h1, w0 = win.w0, w1 = win.w1;
         const T* p = in + plane * in_h * in_w;
         A sum = 0;
@@ -90,11 +88,9 @@ __device__ __forceinline__ void forward_block_nchw(const T* __restrict__ in, T* 
     const I warps_per_block = (I)blockDim.x / AP_WARP;
     const I total = batch * channels * out_h * out_w;
     for (I cell = (I)blockIdx.x; cell < total; cell += (I)gridDim.x) {
-        const I ow = cell % out_w;
-        const I rest = cell / out_w;
-        const I oh = rest % out_h;
-        const I plane = rest / out_h;
-        const Window<I> win = window_of(oh, ow, in_h, in_w, out_h, out_w);
+        const Cell<I> at = cell_of(cell, in_h, in_w, out_h, out_w);
+        const I plane = at.outer;
+        const Window<I> win = at.win;
         const I h0 = win.h0, h1 = win.h1, w0 = win.w0, w1 = win.w1;
         const T* p = in + plane * in_h * in_w;
         A sum = 0;
@@ -141,11 +137,9 @@ __device__ __forceinline__ void forward_block_nhwc(const T* __restrict__ in, T* 
     for (I job = (I)blockIdx.x; job < jobs; job += (I)gridDim.x) {
         const I tile = job % tiles;
         const I cell = job / tiles;
-        const I ow = cell % out_w;
-        const I rest = cell / out_w;
-        const I oh = rest % out_h;
-        const I n = rest / out_h;
-        const Window<I> win = window_of(oh, ow, in_h, in_w, out_h, out_w);
+        const Cell<I> at = cell_of(cell, in_h, in_w, out_h, out_w);
+        const I n = at.outer;
+        const Window<I> win = at.win;
         const I h0 = win.h0, h1 = win.h1, w0 = win.w0, w1 = win.w1;
         const I kw = w1 - w0;
         const I area = (h1 - h0) * kw;

@@ -45,11 +45,9 @@ __device__ __forceinline__ void forward_nhwc_vec(const T* __restrict__ in, T* __
     for (I idx = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; idx < total; idx += stride) {
         const I g = idx % groups;
         const I cell = idx / groups;
-        const I ow = cell % out_w;
-        const I rest = cell / out_w;
-        const I oh = rest % out_h;
-        const I n = rest / out_h;
-        const Window<I> win = window_of(oh, ow, in_h, in_w, out_h, out_w);
+        const Cell<I> at = cell_of(cell, in_h, in_w, out_h, out_w);
+        const I n = at.outer;
+        const Window<I> win = at.win;
         const I h0 = win.h0, h1 = win.h1, w0 = win.w0, w1 = win.w1;
         const T* p = in + n * in_h * in_w * channels + g * (I)N;
         A acc[V16<T>::N];
