@@ -337,14 +337,37 @@ pub fn forward_with(
     dtype: DType,
     device: &DeviceLimits,
 ) -> Option<LaunchPlan> {
+    forward_with_index(
+        kernel,
+        IndexWidth::Auto,
+        input,
+        output,
+        layout,
+        dtype,
+        device,
+    )
+}
+
+/// [`forward_with`] with the index width chosen by the caller, or `None` if the family does
+/// not support these shapes or `index` is [`IndexWidth::Idx32`] where [`fits_idx32`] does not
+/// hold. Tests use [`IndexWidth::Idx64`] to run the 64-bit kernels on small shapes.
+pub fn forward_with_index(
+    kernel: ForwardKernel,
+    index: IndexWidth,
+    input: &Shape,
+    output: &Shape,
+    layout: Layout,
+    dtype: DType,
+    device: &DeviceLimits,
+) -> Option<LaunchPlan> {
     if !kernel.supports(output, layout, dtype) {
         return None;
     }
+    let suffix = format!("{}_{}", dtype.name(), index.suffix(input, output)?);
     let cells = output.numel();
     if cells == 0 {
         return Some(LaunchPlan::default());
     }
-    let suffix = format!("{}_{}", dtype.name(), index_suffix(input, output));
     let (module, name, items, threads_per_item) = match kernel {
         ForwardKernel::Elementwise => ("forward", format!("forward_{}", layout.name()), cells, 1),
         ForwardKernel::NhwcVector => (
@@ -422,9 +445,33 @@ pub fn backward_with(
     dtype: DType,
     device: &DeviceLimits,
 ) -> Option<LaunchPlan> {
+    backward_with_index(
+        kernel,
+        IndexWidth::Auto,
+        grad_output,
+        grad_input,
+        layout,
+        dtype,
+        device,
+    )
+}
+
+/// [`backward_with`] with the index width chosen by the caller, or `None` if the family does
+/// not support these shapes or `index` is [`IndexWidth::Idx32`] where [`fits_idx32`] does not
+/// hold.
+pub fn backward_with_index(
+    kernel: BackwardKernel,
+    index: IndexWidth,
+    grad_output: &Shape,
+    grad_input: &Shape,
+    layout: Layout,
+    dtype: DType,
+    device: &DeviceLimits,
+) -> Option<LaunchPlan> {
     if !kernel.supports(grad_output, layout, dtype) {
         return None;
     }
+    let width = index.suffix(grad_input, grad_output)?;
     if grad_input.numel() == 0 {
         return Some(LaunchPlan::default());
     }
@@ -434,7 +481,7 @@ pub fn backward_with(
             steps: vec![Step::ZeroDst],
         });
     }
-    let suffix = format!("{}_{}", dtype.name(), index_suffix(grad_input, grad_output));
+    let suffix = format!("{}_{}", dtype.name(), width);
     let (module, name, items, zero_first) = match kernel {
         BackwardKernel::AtomicScatter => (
             "backward_atomic",
@@ -477,11 +524,30 @@ pub fn backward_with(
     Some(LaunchPlan { steps })
 }
 
-fn index_suffix(input: &Shape, output: &Shape) -> &'static str {
-    if fits_idx32(input, output) {
-        "idx32"
-    } else {
-        "idx64"
+/// Which index width of a kernel a plan launches: the `_idx32` or the `_idx64` entry point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum IndexWidth {
+    /// 32-bit where [`fits_idx32`] proves it safe, else 64-bit: what [`forward`] and
+    /// [`backward`] use.
+    #[default]
+    Auto,
+    /// 32-bit, only where [`fits_idx32`] holds (no plan otherwise).
+    Idx32,
+    /// 64-bit whatever the shapes (always correct, slower on small shapes).
+    Idx64,
+}
+
+impl IndexWidth {
+    /// The kernel name suffix for these shapes, or `None` for a 32-bit request that does not
+    /// fit.
+    fn suffix(self, input: &Shape, output: &Shape) -> Option<&'static str> {
+        let fits = fits_idx32(input, output);
+        match self {
+            IndexWidth::Auto if fits => Some("idx32"),
+            IndexWidth::Auto | IndexWidth::Idx64 => Some("idx64"),
+            IndexWidth::Idx32 if fits => Some("idx32"),
+            IndexWidth::Idx32 => None,
+        }
     }
 }
 

@@ -225,3 +225,159 @@ fn plans_keep_their_invariants() {
     println!("{checked} launches checked");
     assert!(checked > 100);
 }
+
+/// (input dims, output size, whether `fits_idx32` holds, what the case is)
+type Limit = (&'static [usize], (usize, usize), bool, &'static str);
+
+/// A shape from dimensions and an output size, for the index-width limits below.
+fn pair(dims: &[usize], out: (usize, usize)) -> (Shape, Shape) {
+    let input = Shape::new(dims).expect("shape");
+    let output = OutputSize::Pair(Some(out.0), Some(out.1))
+        .resolve(&input)
+        .expect("output");
+    (input, output)
+}
+
+/// The 32-bit kernels compute element offsets and grid-stride indices in `u32`: an element
+/// count of 2^31 still fits (index plus stride stays below 2^32), one more does not, on the
+/// input side (forward reads, backward writes) and on the output side (upsampling), and
+/// 2^32 elements certainly do not.
+#[test]
+fn fits_idx32_at_the_element_count_limits() {
+    const TWO_31: usize = 1 << 31;
+    // 2^31 + 1 = 3 * 715,827,883.
+    const ODD: usize = 715_827_883;
+    assert_eq!(3 * ODD, TWO_31 + 1);
+    let cases: &[Limit] = &[
+        (&[1, 1, 1 << 15, 1 << 16], (1, 1), true, "input of 2^31"),
+        (
+            &[2, 4, 1 << 13, 1 << 15],
+            (3, 5),
+            true,
+            "input of 2^31, 4-D",
+        ),
+        (&[1, 1, 3, ODD], (1, 1), false, "input of 2^31 + 1"),
+        (&[1, 1, 1 << 16, 1 << 16], (1, 1), false, "input of 2^32"),
+        (&[1, 2, 1, 1], (1 << 15, 1 << 15), true, "output of 2^31"),
+        (&[1, 1, 1, 1], (3, ODD), false, "output of 2^31 + 1"),
+        (&[1, 1, 1, 1], (1 << 16, 1 << 16), false, "output of 2^32"),
+    ];
+    for &(dims, out, want, what) in cases {
+        let (input, output) = pair(dims, out);
+        assert_eq!(
+            plan::fits_idx32(&input, &output),
+            want,
+            "{what}: {dims:?} -> {out:?}"
+        );
+    }
+}
+
+/// The window formula forms `(o + 1) * in_len + out_len - 1` (and its input/output-swapped
+/// twin in the gather) in the index type; `fits_idx32` demands `(O + 1) * I + O <= 2^32 - 1`
+/// per dimension even when the element counts are small.
+#[test]
+fn fits_idx32_at_the_window_product_limits() {
+    const MAX: usize = u32::MAX as usize;
+    // O = 1: 2 * I + 1 <= 2^32 - 1 holds up to I = 2^31 - 1.
+    let cases: &[Limit] = &[
+        (&[1, 1, (1 << 31) - 1, 1], (1, 1), true, "H = 2^31 - 1"),
+        (&[1, 1, 1 << 31, 1], (1, 1), false, "H = 2^31"),
+        (&[1, 1, (1 << 31) - 1], (1, 1), true, "W = 2^31 - 1 (3-D)"),
+        (&[1, 1, 1 << 31], (1, 1), false, "W = 2^31 (3-D)"),
+    ];
+    for &(dims, out, want, what) in cases {
+        let (input, output) = pair(dims, out);
+        assert_eq!(
+            plan::fits_idx32(&input, &output),
+            want,
+            "{what}: {dims:?} -> {out:?}"
+        );
+    }
+    // Both sides small in elements, the product exactly at and one past the limit: I = 65,535
+    // and O = 65,535 give (O + 1) * I + O = 2^32 - 1; I = 65,536 gives 2^32 + 65,535.
+    for (len, out, want) in [(65_535, 65_535, true), (65_536, 65_535, false)] {
+        assert_eq!(((out + 1) * len + out <= MAX), want);
+        let (input, output) = pair(&[1, 1, len, 1], (out, 1));
+        assert_eq!(plan::fits_idx32(&input, &output), want, "H {len} -> {out}");
+        let (input, output) = pair(&[1, 1, 1, len], (1, out));
+        assert_eq!(plan::fits_idx32(&input, &output), want, "W {len} -> {out}");
+    }
+}
+
+/// `IndexWidth` picks the entry point: `Idx64` forces the 64-bit kernel on any shape,
+/// `Idx32` is refused where `fits_idx32` does not hold, and `Auto` is what `forward_with` and
+/// `backward_with` (and so the CUDA path) use.
+#[test]
+fn index_width_selects_the_entry_point() {
+    use plan::IndexWidth;
+    let name = |p: &plan::LaunchPlan| -> String {
+        p.steps
+            .iter()
+            .find_map(|s| match s {
+                Step::Launch(l) => Some(l.kernel.clone()),
+                Step::ZeroDst => None,
+            })
+            .expect("a launch")
+    };
+    let mut checked = 0;
+    // 2^32 elements with 16 channels (so the 16-byte NHWC kernels apply), pooled to 4x4 and
+    // to 1x1 (so the global-pooling kernels apply).
+    for out in [(4, 4), (1, 1)] {
+        let (small, small_out) = pair(&[2, 16, 9, 9], out);
+        let (big, big_out) = pair(&[1, 16, 1 << 14, 1 << 14], out);
+        for layout in Layout::ALL {
+            for dtype in DType::ALL {
+                for k in ForwardKernel::ALL {
+                    let f = |w, i: &Shape, o: &Shape| {
+                        plan::forward_with_index(k, w, i, o, layout, dtype, &H100)
+                    };
+                    let Some(auto) =
+                        plan::forward_with(k, &small, &small_out, layout, dtype, &H100)
+                    else {
+                        continue;
+                    };
+                    assert_eq!(
+                        Some(&auto),
+                        f(IndexWidth::Auto, &small, &small_out).as_ref()
+                    );
+                    assert_eq!(
+                        Some(&auto),
+                        f(IndexWidth::Idx32, &small, &small_out).as_ref()
+                    );
+                    assert!(name(&auto).ends_with("_idx32"), "{}", name(&auto));
+                    let wide = f(IndexWidth::Idx64, &small, &small_out).expect("idx64 plan");
+                    assert_eq!(name(&wide), name(&auto).replace("_idx32", "_idx64"));
+                    assert!(f(IndexWidth::Idx32, &big, &big_out).is_none(), "{k:?}");
+                    let big_auto = f(IndexWidth::Auto, &big, &big_out).expect("plan");
+                    assert!(name(&big_auto).ends_with("_idx64"));
+                    checked += 1;
+                }
+                for k in BackwardKernel::ALL {
+                    let b = |w, o: &Shape, i: &Shape| {
+                        plan::backward_with_index(k, w, o, i, layout, dtype, &H100)
+                    };
+                    let Some(auto) =
+                        plan::backward_with(k, &small_out, &small, layout, dtype, &H100)
+                    else {
+                        continue;
+                    };
+                    assert_eq!(
+                        Some(&auto),
+                        b(IndexWidth::Idx32, &small_out, &small).as_ref()
+                    );
+                    assert!(name(&auto).ends_with("_idx32"), "{}", name(&auto));
+                    let wide = b(IndexWidth::Idx64, &small_out, &small).expect("idx64 plan");
+                    assert_eq!(name(&wide), name(&auto).replace("_idx32", "_idx64"));
+                    assert_eq!(wide.steps.len(), auto.steps.len());
+                    assert!(b(IndexWidth::Idx32, &big_out, &big).is_none(), "{k:?}");
+                    let big_auto = b(IndexWidth::Auto, &big_out, &big).expect("plan");
+                    assert!(name(&big_auto).ends_with("_idx64"));
+                    checked += 1;
+                }
+            }
+        }
+    }
+    // 4 dtypes x (at 4x4, NCHW: 3 forward + 2 backward families, NHWC: 3 + 3; at 1x1, NCHW:
+    // 4 + 3, NHWC: 3 + 4).
+    assert_eq!(checked, 4 * (5 + 6 + 7 + 7), "{checked}");
+}
