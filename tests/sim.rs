@@ -200,7 +200,7 @@ fn vector_kernels_handle_misaligned_buffers() {
                     if kernel.supports(&out, case.layout, dtype) && affordable_forward(kernel, &out)
                     {
                         let mut sim = forced_forward(arch, kernel);
-                        sim.misalign = true;
+                        sim.misalign = common::sim::Misalign::Both;
                         let err = match dtype {
                             DType::F32 => check_forward::<f32, _>(&sim, &case, &mut rng),
                             DType::F64 => check_forward::<f64, _>(&sim, &case, &mut rng),
@@ -219,7 +219,7 @@ fn vector_kernels_handle_misaligned_buffers() {
                 let kernel = BackwardKernel::GatherNhwcVector;
                 if kernel.supports(&out, case.layout, dtype) {
                     let mut sim = forced_backward(arch, kernel);
-                    sim.misalign = true;
+                    sim.misalign = common::sim::Misalign::Both;
                     let a = BackwardAlgorithm::Deterministic;
                     let err = match dtype {
                         DType::F32 => check_backward::<f32, _>(&sim, &case, a, &mut rng),
