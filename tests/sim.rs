@@ -1,31 +1,46 @@
 //! Every kernel the crate ships, from the very PTX `build.rs` embedded, executed on ptxsim (the
 //! CPU PTX interpreter in this workspace) through the same launch plans the CUDA path uses, and
 //! compared with the reference: every PTX architecture, dtype, layout and rank, forward and
-//! backward, random and edge shapes, and the PyTorch fixtures.
+//! backward, both index widths, random and edge shapes, and the PyTorch fixtures.
+//!
+//! Every launch runs with ptxsim's checks on: exact buffer bounds (each buffer is allocated at
+//! its size, aligned or one element off, and followed by an unmapped gap), alignment,
+//! uninitialised shared memory, barrier and shuffle misuse, the race check, and an instruction
+//! limit. Every kernel family runs under two kinds of thread schedule: run-to-block (threads in
+//! ascending, descending or shuffled order, each until it blocks) and preemptive (a thread is
+//! switched out every few instructions for one chosen by a seeded generator), with forward,
+//! reversed and shuffled block orders. Every seed is drawn from the test's printed seed, so
+//! `ADAPTIVE_POOL_TEST_SEED` replays a run exactly; a failure names its schedule.
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 use adaptive_pool::half::{bf16, f16};
-use std::collections::BTreeMap;
-
-use adaptive_pool::plan::{BackwardKernel, ForwardKernel};
+use adaptive_pool::plan::{BackwardKernel, ForwardKernel, IndexWidth};
 use adaptive_pool::{ptx, reference, window, BackwardAlgorithm, DType, Element, Layout, Shape};
 use common::cases::{
     check_backward, check_case_dtype, check_forward, edge_cases, random_cases, Case,
 };
 use common::golden::{load_all, GoldenCase, GoldenDType, GoldenElement};
-use common::sim::Sim;
+use common::sim::{module, Misalign, Sim};
 use common::{
     assert_close, backward_scale, forward_scale, kernel_vs_reference, poison, random_data,
     reference_vs_torch, rng, ErrorSummary,
 };
-use ptxsim::{BlockOrder, LaunchConfig, Memory, Module, ParamValue};
+use ptxsim::{BlockOrder, LaunchConfig, Memory, Module, ParamValue, Schedule, ThreadOrder};
 use rand::rngs::StdRng;
+use rand::Rng;
 
 /// Random shapes per (architecture, dtype).
 const RANDOM_CASES: usize = 24;
+
+/// Preemption quanta: a thread runs this many instructions before the scheduler picks the next
+/// one. 1 interleaves at every instruction; 2 and 5 let a load and its add run together while
+/// still splitting a load-add-store or a compare-and-swap loop.
+const QUANTA: [u32; 3] = [1, 2, 5];
 
 fn archs() -> Vec<u32> {
     let archs = ptx::archs();
@@ -36,55 +51,193 @@ fn archs() -> Vec<u32> {
     archs
 }
 
-/// Largest error and case count per (kernel family, architecture, dtype, layout).
-#[derive(Default)]
-struct KernelTable(BTreeMap<(String, u32, &'static str, &'static str), (usize, f64)>);
+/// The two kinds of thread schedule every kernel family runs under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    RunToBlock,
+    Preemptive,
+}
 
-impl KernelTable {
-    fn record(&mut self, kernel: String, arch: u32, dtype: DType, layout: Layout, err: f64) {
-        let e = self
-            .0
-            .entry((kernel, arch, dtype.name(), layout.name()))
-            .or_default();
-        e.0 += 1;
-        e.1 = e.1.max(err);
-    }
+/// The `n`th (block order, schedule) of a kind, seeds drawn from `rng`. Run-to-block cycles
+/// through ascending, descending and shuffled threads; preemptive through the quanta; both
+/// through forward, reversed and shuffled blocks.
+fn schedule(kind: Kind, n: usize, rng: &mut StdRng) -> (BlockOrder, Schedule) {
+    let blocks = match (n / 3) % 3 {
+        0 => BlockOrder::Forward,
+        1 => BlockOrder::Reverse,
+        _ => BlockOrder::Shuffled(rng.random()),
+    };
+    let threads = match kind {
+        Kind::RunToBlock => Schedule::RunToBlock(match n % 3 {
+            0 => ThreadOrder::Ascending,
+            1 => ThreadOrder::Descending,
+            _ => ThreadOrder::Shuffled(rng.random()),
+        }),
+        Kind::Preemptive => Schedule::Preemptive {
+            quantum: QUANTA[n % QUANTA.len()],
+            seed: rng.random(),
+        },
+    };
+    (blocks, threads)
+}
 
-    fn print(&self) {
-        println!(
-            "{:<18} {:>5} {:>5} {:>5} {:>6} {:>12}",
-            "kernel", "arch", "dtype", "lay", "cases", "max error"
-        );
-        for ((k, arch, dtype, layout), (n, err)) in &self.0 {
-            println!("{k:<18} {arch:>5} {dtype:>5} {layout:>5} {n:>6} {err:>12.3e}");
+/// Runs `f`; if it panics, panics again with `context()` (what the run was: kernel, schedule,
+/// placement, index width) in front of the message, so that a failure says what to replay.
+fn with_context<R>(context: impl FnOnce() -> String, f: impl FnOnce() -> R) -> R {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            panic!("{}: {msg}", context())
         }
     }
 }
 
-fn forced_forward(arch: u32, kernel: ForwardKernel) -> Sim {
-    let mut sim = Sim::new(arch, BlockOrder::Forward);
-    sim.forward_kernel = Some(kernel);
-    sim
+fn describe(sim: &Sim) -> String {
+    format!(
+        "compute_{} {:?} {:?} {:?} {:?} {:?} {:?}",
+        sim.arch,
+        sim.forward_kernel,
+        sim.backward_kernel,
+        sim.index,
+        sim.misalign,
+        sim.order,
+        sim.schedule
+    )
 }
 
-fn forced_backward(arch: u32, kernel: BackwardKernel) -> Sim {
-    let mut sim = Sim::new(arch, BlockOrder::Forward);
-    sim.backward_kernel = Some(kernel);
-    sim
+/// The 14 kernel groups: each forward and backward family in each layout it supports (the
+/// labels of [`KernelTable`]).
+fn kernel_groups() -> Vec<(String, Layout)> {
+    // A 1x1 output of 16 channels is one that every family supports in some layout.
+    let out = Shape::new(&[1, 16, 1, 1]).expect("shape");
+    let mut groups = Vec::new();
+    for layout in Layout::ALL {
+        for k in ForwardKernel::ALL {
+            if k.supports(&out, layout, DType::F32) {
+                groups.push((format!("fwd {k:?}"), layout));
+            }
+        }
+        for k in BackwardKernel::ALL {
+            if k.supports(&out, layout, DType::F32) {
+                groups.push((format!("bwd {k:?}"), layout));
+            }
+        }
+    }
+    assert_eq!(groups.len(), 14, "{groups:?}");
+    groups
 }
 
-fn algorithm_of(kernel: BackwardKernel) -> BackwardAlgorithm {
-    if kernel.is_deterministic() {
-        BackwardAlgorithm::Deterministic
-    } else {
-        BackwardAlgorithm::Atomic
+/// Every kernel entry point of the modules that the plans launch (all but `window_table`,
+/// which its own test runs), for one architecture.
+fn entry_points(arch: u32) -> BTreeSet<String> {
+    ptx::modules()
+        .into_iter()
+        .filter(|&m| m != "window_table")
+        .flat_map(|m| module(m, arch).kernel_names())
+        .map(str::to_string)
+        .collect()
+}
+
+/// What ran per (kernel group, architecture, dtype, layout): cases, largest error, and which
+/// schedules, buffer placements and index widths it ran under.
+#[derive(Default)]
+struct Coverage {
+    cases: usize,
+    max_err: f64,
+    kinds: BTreeSet<Kind>,
+    placements: BTreeSet<Misalign>,
+    widths: BTreeSet<&'static str>,
+}
+
+type Key = (String, u32, &'static str, &'static str);
+
+#[derive(Default)]
+struct KernelTable {
+    rows: BTreeMap<Key, Coverage>,
+    /// Kernel entry points launched, per architecture.
+    launched: BTreeMap<u32, BTreeSet<String>>,
+}
+
+fn width_name(w: IndexWidth) -> &'static str {
+    match w {
+        IndexWidth::Auto => "auto",
+        IndexWidth::Idx32 => "idx32",
+        IndexWidth::Idx64 => "idx64",
+    }
+}
+
+impl KernelTable {
+    fn key(kernel: String, arch: u32, dtype: DType, layout: Layout) -> Key {
+        (kernel, arch, dtype.name(), layout.name())
+    }
+
+    /// Cases recorded so far for `key`: the position of the next one in the rotations.
+    fn count(&self, key: &Key) -> usize {
+        self.rows.get(key).map_or(0, |c| c.cases)
+    }
+
+    fn record(&mut self, key: Key, kind: Kind, sim: &Sim, err: f64) {
+        let e = self.rows.entry(key).or_default();
+        e.cases += 1;
+        e.max_err = e.max_err.max(err);
+        e.kinds.insert(kind);
+        e.placements.insert(sim.misalign);
+        e.widths.insert(width_name(sim.index));
+        let launched = sim.launched.lock().unwrap_or_else(|e| e.into_inner());
+        self.launched
+            .entry(sim.arch)
+            .or_default()
+            .extend(launched.iter().cloned());
+    }
+
+    fn print(&self) {
+        println!(
+            "{:<22} {:>4} {:>5} {:>4} {:>6} {:>11}  schedules / placements / widths",
+            "kernel", "arch", "dtype", "lay", "cases", "max error"
+        );
+        for ((k, arch, dtype, layout), c) in &self.rows {
+            println!(
+                "{k:<22} {arch:>4} {dtype:>5} {layout:>4} {:>6} {:>11.3e}  {:?} / {:?} / {:?}",
+                c.cases, c.max_err, c.kinds, c.placements, c.widths
+            );
+        }
+    }
+
+    /// Every group ran on every architecture and dtype under `kinds`, in every buffer
+    /// placement and both index widths, and every kernel entry point was launched.
+    fn assert_complete(&self, kinds: &[Kind]) {
+        for arch in archs() {
+            for dtype in DType::ALL {
+                for (label, layout) in kernel_groups() {
+                    let key = Self::key(label, arch, dtype, layout);
+                    let c = self
+                        .rows
+                        .get(&key)
+                        .unwrap_or_else(|| panic!("{key:?} never ran"));
+                    assert!(kinds.iter().all(|k| c.kinds.contains(k)), "{key:?}");
+                    assert_eq!(c.placements.len(), Misalign::ALL.len(), "{key:?}");
+                    assert_eq!(c.widths.len(), 2, "{key:?}");
+                }
+            }
+            let launched = self.launched.get(&arch).cloned().unwrap_or_default();
+            let missing: Vec<_> = entry_points(arch).difference(&launched).cloned().collect();
+            assert!(
+                missing.is_empty(),
+                "compute_{arch}: never launched: {missing:?}"
+            );
+        }
     }
 }
 
 /// Thread-items a forced run may take: a warp or a block per output cell is meant for few
 /// cells with large windows, and forcing it on 70,000 one-element windows would only spend
 /// simulator time on idle lanes.
-const FORCED_THREAD_BUDGET: usize = 1 << 19;
+const FORCED_THREAD_BUDGET: usize = 1 << 17;
 
 fn affordable_forward(kernel: ForwardKernel, out: &Shape) -> bool {
     let per_item = match kernel {
@@ -95,8 +248,33 @@ fn affordable_forward(kernel: ForwardKernel, out: &Shape) -> bool {
     out.numel().saturating_mul(per_item) <= FORCED_THREAD_BUDGET
 }
 
+fn algorithm_of(kernel: BackwardKernel) -> BackwardAlgorithm {
+    if kernel.is_deterministic() {
+        BackwardAlgorithm::Deterministic
+    } else {
+        BackwardAlgorithm::Atomic
+    }
+}
+
+/// A Sim for the `n`th case of a kernel group: the schedule of `kind`, and the buffer
+/// placement and index width in rotation (all four placements in four cases, both widths in
+/// two, every pairing in eight).
+fn rotated_sim(arch: u32, kind: Kind, n: usize, rng: &mut StdRng) -> Sim {
+    let (order, schedule) = schedule(kind, n, rng);
+    let mut sim = Sim::new(arch, order);
+    sim.schedule = schedule;
+    sim.misalign = Misalign::ALL[n % Misalign::ALL.len()];
+    sim.index = if (n + n / 4) % 2 == 0 {
+        IndexWidth::Auto
+    } else {
+        IndexWidth::Idx64
+    };
+    sim
+}
+
 fn run_family_checks<T: Element>(
     arch: u32,
+    kind: Kind,
     cases: &[Case],
     rng: &mut StdRng,
     table: &mut KernelTable,
@@ -106,76 +284,99 @@ fn run_family_checks<T: Element>(
         let out = case.output_size.resolve(&shape).expect("output shape");
         for kernel in ForwardKernel::ALL {
             if kernel.supports(&out, case.layout, T::DTYPE) && affordable_forward(kernel, &out) {
-                let err = check_forward::<T, _>(&forced_forward(arch, kernel), case, rng);
-                table.record(format!("fwd {kernel:?}"), arch, T::DTYPE, case.layout, err);
+                let key = KernelTable::key(format!("fwd {kernel:?}"), arch, T::DTYPE, case.layout);
+                let mut sim = rotated_sim(arch, kind, table.count(&key), rng);
+                sim.forward_kernel = Some(kernel);
+                let err =
+                    with_context(|| describe(&sim), || check_forward::<T, _>(&sim, case, rng));
+                table.record(key, kind, &sim, err);
             }
         }
         for kernel in BackwardKernel::ALL {
             if kernel.supports(&out, case.layout, T::DTYPE) {
-                let sim = forced_backward(arch, kernel);
-                let err = check_backward::<T, _>(&sim, case, algorithm_of(kernel), rng);
-                table.record(format!("bwd {kernel:?}"), arch, T::DTYPE, case.layout, err);
+                let key = KernelTable::key(format!("bwd {kernel:?}"), arch, T::DTYPE, case.layout);
+                let mut sim = rotated_sim(arch, kind, table.count(&key), rng);
+                sim.backward_kernel = Some(kernel);
+                let algorithm = algorithm_of(kernel);
+                let err = with_context(
+                    || describe(&sim),
+                    || check_backward::<T, _>(&sim, case, algorithm, rng),
+                );
+                table.record(key, kind, &sim, err);
             }
         }
     }
 }
 
-/// Every kernel family, forced on every shape it supports, on every architecture, dtype and
-/// layout, 3-D and 4-D, against the reference (outputs poisoned first).
-#[test]
-fn every_kernel_family_matches_the_reference_on_every_architecture() {
-    let mut rng = rng("kernel families");
+/// Every kernel family forced on every shape it supports, on every architecture, dtype and
+/// layout, 3-D and 4-D, against the reference (outputs poisoned first), under schedules of
+/// `kind`; buffer placements and index widths rotate, so that every group also runs with
+/// input and output misaligned apart and together, and every `_idx64` entry point runs on
+/// small shapes.
+fn every_kernel_family(kind: Kind) {
+    let mut rng = rng(&format!("kernel families, {kind:?} schedules"));
     let mut table = KernelTable::default();
     let started = Instant::now();
     for arch in archs() {
         let mut cases = edge_cases();
         cases.extend(random_cases(&mut rng, RANDOM_CASES));
-        run_family_checks::<f32>(arch, &cases, &mut rng, &mut table);
-        run_family_checks::<f64>(arch, &cases, &mut rng, &mut table);
-        run_family_checks::<f16>(arch, &cases, &mut rng, &mut table);
-        run_family_checks::<bf16>(arch, &cases, &mut rng, &mut table);
+        run_family_checks::<f32>(arch, kind, &cases, &mut rng, &mut table);
+        run_family_checks::<f64>(arch, kind, &cases, &mut rng, &mut table);
+        run_family_checks::<f16>(arch, kind, &cases, &mut rng, &mut table);
+        run_family_checks::<bf16>(arch, kind, &cases, &mut rng, &mut table);
     }
     table.print();
-    println!("all families in {:.2} s", started.elapsed().as_secs_f64());
-    // Every family ran on every architecture in both layouts it supports.
-    for arch in archs() {
-        for kernel in ForwardKernel::ALL
-            .iter()
-            .map(|k| format!("fwd {k:?}"))
-            .chain(BackwardKernel::ALL.iter().map(|k| format!("bwd {k:?}")))
-        {
-            assert!(
-                table
-                    .0
-                    .keys()
-                    .any(|(k, a, _, _)| *k == kernel && *a == arch),
-                "{kernel} never ran on compute_{arch}"
-            );
-        }
-    }
+    let runs: usize = table.rows.values().map(|c| c.cases).sum();
+    println!(
+        "{runs} forced runs under {kind:?} schedules in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    table.assert_complete(&[kind]);
 }
 
-/// What users get: the planner's own choice, both backward algorithms.
+#[test]
+fn every_kernel_family_matches_the_reference_run_to_block() {
+    every_kernel_family(Kind::RunToBlock);
+}
+
+#[test]
+fn every_kernel_family_matches_the_reference_preemptive() {
+    every_kernel_family(Kind::Preemptive);
+}
+
+/// What users get: the planner's own choice, both backward algorithms, schedules of both
+/// kinds in rotation.
 #[test]
 fn selected_kernels_match_the_reference_on_every_architecture() {
     let mut rng = rng("selected");
     for arch in archs() {
-        let sim = Sim::new(arch, BlockOrder::Forward);
         let started = Instant::now();
+        let mut stats = common::sim::SimStats::default();
+        let mut n = 0;
         for dtype in DType::ALL {
             let mut summary = ErrorSummary::default();
             let mut cases = edge_cases();
             cases.extend(random_cases(&mut rng, RANDOM_CASES));
             for case in &cases {
                 for algorithm in [BackwardAlgorithm::Deterministic, BackwardAlgorithm::Atomic] {
-                    check_case_dtype(&sim, dtype, case, algorithm, &mut rng, &mut summary);
+                    let kind = [Kind::RunToBlock, Kind::Preemptive][n % 2];
+                    let (order, schedule) = schedule(kind, n / 2, &mut rng);
+                    n += 1;
+                    let mut sim = Sim::new(arch, order);
+                    sim.schedule = schedule;
+                    with_context(
+                        || format!("{} {case:?}", describe(&sim)),
+                        || check_case_dtype(&sim, dtype, case, algorithm, &mut rng, &mut summary),
+                    );
+                    let s = sim.stats.lock().map(|s| *s).unwrap_or_default();
+                    stats.instructions += s.instructions;
+                    stats.launches += s.launches;
                 }
             }
             summary.print(&format!(
                 "compute_{arch} {dtype} selected forward + both backwards"
             ));
         }
-        let stats = sim.stats.lock().map(|s| *s).unwrap_or_default();
         println!(
             "compute_{arch}: {} launches, {} instructions in {:.2} s",
             stats.launches,
@@ -185,75 +386,114 @@ fn selected_kernels_match_the_reference_on_every_architecture() {
     }
 }
 
-/// The 16-byte kernels and the global warp kernel on buffers that start off a 16-byte
-/// boundary (views into larger buffers): they must fall back to scalar accesses, not fault.
+/// Guards the vector kernels' alignment test: the 16-byte kernels and the global warp kernel
+/// on buffers of which the input alone, the output alone, or both start one element past a
+/// 16-byte boundary (views into larger buffers) must fall back to scalar accesses, not fault.
+/// A test that looks at one pointer only takes the vector path with the other misaligned and
+/// faults on the misaligned 16-byte access.
 #[test]
-fn vector_kernels_handle_misaligned_buffers() {
+fn vector_kernels_fall_back_when_either_buffer_is_misaligned() {
     let mut rng = rng("misaligned");
     let mut table = KernelTable::default();
+    let placements = [Misalign::Src, Misalign::Dst, Misalign::Both];
     for arch in archs() {
         for case in edge_cases() {
             let shape = Shape::new(&case.dims).expect("shape");
             let out = case.output_size.resolve(&shape).expect("output shape");
             for dtype in DType::ALL {
-                for kernel in [ForwardKernel::NhwcVector, ForwardKernel::GlobalWarp] {
-                    if kernel.supports(&out, case.layout, dtype) && affordable_forward(kernel, &out)
-                    {
-                        let mut sim = forced_forward(arch, kernel);
-                        sim.misalign = common::sim::Misalign::Both;
-                        let err = match dtype {
-                            DType::F32 => check_forward::<f32, _>(&sim, &case, &mut rng),
-                            DType::F64 => check_forward::<f64, _>(&sim, &case, &mut rng),
-                            DType::F16 => check_forward::<f16, _>(&sim, &case, &mut rng),
-                            DType::Bf16 => check_forward::<bf16, _>(&sim, &case, &mut rng),
-                        };
-                        table.record(
-                            format!("fwd {kernel:?} misaligned"),
-                            arch,
-                            dtype,
-                            case.layout,
-                            err,
-                        );
+                for misalign in placements {
+                    for kernel in [ForwardKernel::NhwcVector, ForwardKernel::GlobalWarp] {
+                        if kernel.supports(&out, case.layout, dtype)
+                            && affordable_forward(kernel, &out)
+                        {
+                            let mut sim = Sim::new(arch, BlockOrder::Forward);
+                            sim.forward_kernel = Some(kernel);
+                            sim.misalign = misalign;
+                            let err = with_context(
+                                || describe(&sim),
+                                || match dtype {
+                                    DType::F32 => check_forward::<f32, _>(&sim, &case, &mut rng),
+                                    DType::F64 => check_forward::<f64, _>(&sim, &case, &mut rng),
+                                    DType::F16 => check_forward::<f16, _>(&sim, &case, &mut rng),
+                                    DType::Bf16 => check_forward::<bf16, _>(&sim, &case, &mut rng),
+                                },
+                            );
+                            let key = KernelTable::key(
+                                format!("fwd {kernel:?}"),
+                                arch,
+                                dtype,
+                                case.layout,
+                            );
+                            table.record(key, Kind::RunToBlock, &sim, err);
+                        }
                     }
-                }
-                let kernel = BackwardKernel::GatherNhwcVector;
-                if kernel.supports(&out, case.layout, dtype) {
-                    let mut sim = forced_backward(arch, kernel);
-                    sim.misalign = common::sim::Misalign::Both;
-                    let a = BackwardAlgorithm::Deterministic;
-                    let err = match dtype {
-                        DType::F32 => check_backward::<f32, _>(&sim, &case, a, &mut rng),
-                        DType::F64 => check_backward::<f64, _>(&sim, &case, a, &mut rng),
-                        DType::F16 => check_backward::<f16, _>(&sim, &case, a, &mut rng),
-                        DType::Bf16 => check_backward::<bf16, _>(&sim, &case, a, &mut rng),
-                    };
-                    table.record(
-                        format!("bwd {kernel:?} misaligned"),
-                        arch,
-                        dtype,
-                        case.layout,
-                        err,
-                    );
+                    let kernel = BackwardKernel::GatherNhwcVector;
+                    if kernel.supports(&out, case.layout, dtype) {
+                        let mut sim = Sim::new(arch, BlockOrder::Forward);
+                        sim.backward_kernel = Some(kernel);
+                        sim.misalign = misalign;
+                        let a = BackwardAlgorithm::Deterministic;
+                        let err = with_context(
+                            || describe(&sim),
+                            || match dtype {
+                                DType::F32 => check_backward::<f32, _>(&sim, &case, a, &mut rng),
+                                DType::F64 => check_backward::<f64, _>(&sim, &case, a, &mut rng),
+                                DType::F16 => check_backward::<f16, _>(&sim, &case, a, &mut rng),
+                                DType::Bf16 => check_backward::<bf16, _>(&sim, &case, a, &mut rng),
+                            },
+                        );
+                        let key =
+                            KernelTable::key(format!("bwd {kernel:?}"), arch, dtype, case.layout);
+                        table.record(key, Kind::RunToBlock, &sim, err);
+                    }
                 }
             }
         }
     }
     table.print();
-    assert!(!table.0.is_empty());
+    // Each vector kernel, on every architecture and dtype, with each of the three placements.
+    assert_eq!(table.rows.len(), 3 * archs().len() * DType::ALL.len());
+    for (key, c) in &table.rows {
+        assert_eq!(c.placements.len(), placements.len(), "{key:?}");
+    }
 }
 
 /// The deterministic backward kernels (and every forward kernel) give bitwise identical
-/// results whatever order the blocks run in: forward, reversed, and several shuffles.
+/// results whatever order the blocks run in and however their threads interleave: forward,
+/// reversed and shuffled blocks, with threads ascending, descending, shuffled and preempted.
 #[test]
-fn deterministic_kernels_are_bitwise_reproducible_across_block_orders() {
+fn deterministic_kernels_are_bitwise_reproducible_across_schedules() {
     let mut rng = rng("determinism");
-    let orders = [
-        BlockOrder::Forward,
-        BlockOrder::Reverse,
-        BlockOrder::Shuffled(1),
-        BlockOrder::Shuffled(0x5eed),
-        BlockOrder::Shuffled(987_654_321),
-    ];
+    let runs_of = |rng: &mut StdRng| -> Vec<(BlockOrder, Schedule)> {
+        vec![
+            (
+                BlockOrder::Forward,
+                Schedule::RunToBlock(ThreadOrder::Ascending),
+            ),
+            (
+                BlockOrder::Reverse,
+                Schedule::RunToBlock(ThreadOrder::Descending),
+            ),
+            (
+                BlockOrder::Shuffled(rng.random()),
+                Schedule::RunToBlock(ThreadOrder::Shuffled(rng.random())),
+            ),
+            (
+                BlockOrder::Shuffled(rng.random()),
+                Schedule::Preemptive {
+                    quantum: 1,
+                    seed: rng.random(),
+                },
+            ),
+            (
+                BlockOrder::Shuffled(rng.random()),
+                Schedule::Preemptive {
+                    quantum: 5,
+                    seed: rng.random(),
+                },
+            ),
+        ]
+    };
     let mut runs = 0usize;
     let arch = *archs().last().expect("an architecture");
     let mut cases = edge_cases();
@@ -270,53 +510,62 @@ fn deterministic_kernels_are_bitwise_reproducible_across_block_orders() {
             if !kernel.supports(&out, case.layout, DType::Bf16) {
                 continue;
             }
-            let results: Vec<Vec<u16>> = orders
+            let schedules = runs_of(&mut rng);
+            let results: Vec<Vec<u16>> = schedules
                 .iter()
-                .map(|&order| {
-                    let mut sim = forced_backward(arch, kernel);
-                    sim.order = order;
-                    let got = sim.backward(
-                        &grad,
-                        &out,
-                        &shape,
-                        case.layout,
-                        BackwardAlgorithm::Deterministic,
-                        poison(shape.numel()),
+                .map(|&(order, schedule)| {
+                    let mut sim = Sim::new(arch, order);
+                    sim.backward_kernel = Some(kernel);
+                    sim.schedule = schedule;
+                    let got = with_context(
+                        || describe(&sim),
+                        || {
+                            sim.backward(
+                                &grad,
+                                &out,
+                                &shape,
+                                case.layout,
+                                BackwardAlgorithm::Deterministic,
+                                poison(shape.numel()),
+                            )
+                        },
                     );
                     got.iter().map(|v| v.to_bits()).collect()
                 })
                 .collect();
             assert!(
                 results.iter().all(|r| *r == results[0]),
-                "{kernel:?} {case:?}: bits differ between block orders"
+                "{kernel:?} {case:?}: bits differ between {schedules:?}"
             );
-            runs += orders.len();
+            runs += schedules.len();
         }
         for kernel in ForwardKernel::ALL {
             if !kernel.supports(&out, case.layout, DType::Bf16) || !affordable_forward(kernel, &out)
             {
                 continue;
             }
-            let results: Vec<Vec<u16>> = orders
+            let schedules = runs_of(&mut rng);
+            let results: Vec<Vec<u16>> = schedules
                 .iter()
-                .map(|&order| {
-                    let mut sim = forced_forward(arch, kernel);
-                    sim.order = order;
-                    let got = sim.forward(&input, &shape, case.layout, &out, poison(out.numel()));
+                .map(|&(order, schedule)| {
+                    let mut sim = Sim::new(arch, order);
+                    sim.forward_kernel = Some(kernel);
+                    sim.schedule = schedule;
+                    let got = with_context(
+                        || describe(&sim),
+                        || sim.forward(&input, &shape, case.layout, &out, poison(out.numel())),
+                    );
                     got.iter().map(|v| v.to_bits()).collect()
                 })
                 .collect();
             assert!(
                 results.iter().all(|r| *r == results[0]),
-                "{kernel:?} {case:?}: bits differ between block orders"
+                "{kernel:?} {case:?}: bits differ between {schedules:?}"
             );
-            runs += orders.len();
+            runs += schedules.len();
         }
     }
-    println!(
-        "{runs} runs over {} block orders gave identical bits per kernel and case",
-        orders.len()
-    );
+    println!("{runs} runs over 5 schedules each gave identical bits per kernel and case");
 }
 
 fn golden_case<T: Element + GoldenElement>(sim: &Sim, case: &GoldenCase) -> f64 {
@@ -376,7 +625,8 @@ fn golden_case<T: Element + GoldenElement>(sim: &Sim, case: &GoldenCase) -> f64 
 fn pytorch_fixtures_on_every_architecture() {
     let cases = load_all();
     for arch in archs() {
-        let sim = Sim::new(arch, BlockOrder::Reverse);
+        let mut sim = Sim::new(arch, BlockOrder::Reverse);
+        sim.schedule = Schedule::RunToBlock(ThreadOrder::Descending);
         let mut summary = ErrorSummary::default();
         for case in &cases {
             let (dtype, err) = match case.dtype {
@@ -392,9 +642,11 @@ fn pytorch_fixtures_on_every_architecture() {
     }
 }
 
-/// The atomic backward adds in whatever order blocks run: forward, reversed and shuffled block
-/// orders must all agree with the reference (and with each other within tolerance).
-fn block_orders_agree<T: Element>(arch: u32, rng: &mut rand::rngs::StdRng) -> f64 {
+/// The atomic backward adds in whatever order blocks and threads run: forward, reversed and
+/// shuffled block orders, threads run to their barriers or preempted every instruction or two
+/// (so that the adds of different threads interleave and bf16's compare-and-swap loops below
+/// sm_90 retry), must all agree with the reference (and with each other within tolerance).
+fn block_orders_agree<T: Element>(arch: u32, rng: &mut StdRng) -> f64 {
     // Upsampling with overlapping windows: many atomic contributions per grad_input element.
     let mut worst = 0.0f64;
     for layout in Layout::ALL {
@@ -405,13 +657,32 @@ fn block_orders_agree<T: Element>(arch: u32, rng: &mut rand::rngs::StdRng) -> f6
         let scale = backward_scale(&grad, &out_shape, &shape, layout);
         let tol = kernel_vs_reference(T::DTYPE);
         let mut results = Vec::new();
-        for order in [
-            BlockOrder::Forward,
-            BlockOrder::Reverse,
-            BlockOrder::Shuffled(7),
-            BlockOrder::Shuffled(12345),
+        for (order, schedule) in [
+            (
+                BlockOrder::Forward,
+                Schedule::RunToBlock(ThreadOrder::Ascending),
+            ),
+            (
+                BlockOrder::Reverse,
+                Schedule::RunToBlock(ThreadOrder::Descending),
+            ),
+            (
+                BlockOrder::Shuffled(rng.random()),
+                Schedule::Preemptive {
+                    quantum: 1,
+                    seed: rng.random(),
+                },
+            ),
+            (
+                BlockOrder::Shuffled(rng.random()),
+                Schedule::Preemptive {
+                    quantum: 2,
+                    seed: rng.random(),
+                },
+            ),
         ] {
-            let sim = Sim::new(arch, order);
+            let mut sim = Sim::new(arch, order);
+            sim.schedule = schedule;
             let got = sim.backward(
                 &grad,
                 &out_shape,
@@ -421,7 +692,7 @@ fn block_orders_agree<T: Element>(arch: u32, rng: &mut rand::rngs::StdRng) -> f6
                 poison(shape.numel()),
             );
             worst = worst.max(assert_close(
-                &format!("compute_{arch} {:?} {order:?}", T::DTYPE),
+                &format!("compute_{arch} {:?} {order:?} {schedule:?}", T::DTYPE),
                 &got,
                 &want,
                 &scale,
@@ -437,7 +708,7 @@ fn block_orders_agree<T: Element>(arch: u32, rng: &mut rand::rngs::StdRng) -> f6
 }
 
 #[test]
-fn atomic_backward_agrees_across_block_orders() {
+fn atomic_backward_agrees_across_schedules() {
     let mut rng = rng("block orders");
     for arch in archs() {
         let errs = [
@@ -447,7 +718,7 @@ fn atomic_backward_agrees_across_block_orders() {
             block_orders_agree::<bf16>(arch, &mut rng),
         ];
         println!(
-            "compute_{arch}: 4 block orders x 2 layouts, largest errors f32/f64/f16/bf16 {errs:?}"
+            "compute_{arch}: 4 schedules x 2 layouts, largest errors f32/f64/f16/bf16 {errs:?}"
         );
     }
 }
@@ -503,59 +774,80 @@ fn cuda_and_rust_window_formulas_agree() {
     println!("{compared} windows compared between CUDA and Rust");
 }
 
+/// A 16-bit float from its bits (f16 or bf16).
+fn from_bits<T: Element>(bits: u16) -> T {
+    let v = match T::DTYPE {
+        DType::F16 => f16::from_bits(bits).to_f64(),
+        DType::Bf16 => bf16::from_bits(bits).to_f64(),
+        DType::F32 | DType::F64 => unreachable!("16-bit floats only"),
+    };
+    T::from_f64(v)
+}
+
 /// Guards the f32 -> f16/bf16 rounding in the kernels (inline PTX `cvt.rn`, and the hand-written
-/// round-to-nearest-even below sm_80): averages of pairs `(a, a + ulp)` land exactly halfway
-/// between two representable values, where ties-to-even and ties-away differ. Bitwise equality
-/// with the reference (which rounds with `half`) is required.
-fn ties_round_to_even<T: Element>(arch: u32) -> usize {
+/// round-to-nearest-even below sm_80): the average of a value `a` and its neighbour one ulp
+/// further from zero lands exactly halfway between them. Ties to even rounds it to whichever
+/// has an even last mantissa bit: back to `a` when `a` is even, away from zero when `a` is odd.
+/// Half the pairs have an odd `a`, so rounding toward zero (`cvt.rz`), which always gives `a`,
+/// fails as surely as ties-away (`a`'s neighbour every time). Bitwise equality with the
+/// reference (which rounds with `half`) is required.
+fn ties_round_to_even<T: Element>(arch: u32) -> (usize, usize) {
     let sim = Sim::new(arch, BlockOrder::Forward);
-    let pairs = 512;
-    let mut input = Vec::with_capacity(2 * pairs);
+    // Normal values of magnitude 2^-6 to 2^6 (f16: 0x2400..0x5400, bf16: 0x3c80..0x4280, each
+    // exponent field times its mantissa step), through many binades, both signs, both parities.
+    let (low, high): (u16, u16) = match T::DTYPE {
+        DType::F16 => (0x2400, 0x5400),
+        _ => (0x3c80, 0x4280),
+    };
+    let pairs = 512u16;
+    let step = (high - low) / pairs;
+    let mut input = Vec::with_capacity(2 * pairs as usize);
     for k in 0..pairs {
-        // a walks through many binades and both signs; next is one ulp above a.
-        let a = T::from_f64((1.0 + k as f64 / 64.0) * if k % 2 == 0 { 1.0 } else { -0.25 });
-        let bits = a.to_f64();
-        let mut next = bits;
-        let mut step = bits.abs() * 1e-4;
-        while T::from_f64(next).to_f64() == bits {
-            next += step * bits.signum();
-            step *= 1.5;
-        }
-        input.push(a);
-        input.push(T::from_f64(next));
+        // Step is even: k % 2 alternates the last mantissa bit.
+        let bits = low + k * (step & !1) + k % 2;
+        let sign = if k % 4 < 2 { 0 } else { 0x8000 };
+        input.push(from_bits::<T>(sign | bits));
+        input.push(from_bits::<T>(sign | (bits + 1)));
     }
+    let pairs = pairs as usize;
     let shape = Shape::new(&[1, 1, 1, 2 * pairs]).expect("shape");
     let out_shape = Shape::new(&[1, 1, 1, pairs]).expect("shape");
     let got = sim.forward(&input, &shape, Layout::Nchw, &out_shape, poison(pairs));
     let (want, _) =
         reference::forward(&input, &shape, Layout::Nchw, (1, pairs)).expect("reference");
-    let mut ties = 0;
+    let (mut to_a, mut away) = (0, 0);
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        let (a, b) = (input[2 * i].to_f64(), input[2 * i + 1].to_f64());
         assert_eq!(
             g.to_f64().to_bits(),
             w.to_f64().to_bits(),
-            "{:?} compute_{arch} pair {i}: {:?} + {:?} averaged to {g:?}, want {w:?}",
+            "{:?} compute_{arch} pair {i}: {a} + {b} averaged to {g:?}, want {w:?}",
             T::DTYPE,
-            input[2 * i],
-            input[2 * i + 1]
         );
-        let exact = (input[2 * i].to_f64() + input[2 * i + 1].to_f64()) / 2.0;
-        if exact != w.to_f64() {
-            ties += 1;
+        // Every pair is a tie: the exact average is representable in neither.
+        assert_ne!((a + b) / 2.0, w.to_f64(), "pair {i} is no tie");
+        if w.to_f64() == a {
+            to_a += 1;
+        } else {
+            assert_eq!(w.to_f64(), b);
+            away += 1;
         }
     }
-    ties
+    (to_a, away)
 }
 
 #[test]
 fn half_precision_ties_round_to_even_on_every_architecture() {
     for arch in archs() {
-        let f16_ties = ties_round_to_even::<f16>(arch);
-        let bf16_ties = ties_round_to_even::<bf16>(arch);
-        assert!(
-            f16_ties > 400 && bf16_ties > 400,
-            "too few ties: {f16_ties} {bf16_ties}"
+        let (f16_even, f16_odd) = ties_round_to_even::<f16>(arch);
+        let (bf16_even, bf16_odd) = ties_round_to_even::<bf16>(arch);
+        // Half the ties each way: toward zero (to an even `a`) and away (from an odd one).
+        for n in [f16_even, f16_odd, bf16_even, bf16_odd] {
+            assert_eq!(n, 256, "{f16_even} {f16_odd} {bf16_even} {bf16_odd}");
+        }
+        println!(
+            "compute_{arch}: 512 f16 and 512 bf16 ties, half rounded back to an even value, \
+             half away from zero from an odd one"
         );
-        println!("compute_{arch}: {f16_ties} f16 and {bf16_ties} bf16 exact ties rounded to even");
     }
 }

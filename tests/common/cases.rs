@@ -148,7 +148,54 @@ pub fn check_forward<T: Element, B: Backend>(backend: &B, case: &Case, rng: &mut
         case.layout,
         T::DTYPE
     );
-    assert_close(&name, &got, &want, &scale, kernel_vs_reference(T::DTYPE))
+    let err = assert_close(&name, &got, &want, &scale, kernel_vs_reference(T::DTYPE));
+    assert_within_half_precision_ulps(&name, &got, &want);
+    err
+}
+
+/// How far, in units in the last place of the dtype, an f16 or bf16 result of the forward may
+/// be from the f64 reference rounded to that dtype. The kernels sum the window in f32 (24 bits
+/// against 11 or 8: sums of f16/bf16 inputs are exact or off by a tiny fraction of the dtype's
+/// ulp), divide once and round once, so they can land on the other side of a rounding
+/// boundary from the exact mean: one ulp. A kernel that accumulates in the storage type rounds
+/// at every term and misses by several. (Not the backward: the gather divides each term before
+/// summing, and where the terms cancel to nearly zero their f32 rounding errors are many ulps
+/// of the tiny result; it keeps [`super::kernel_vs_reference`]'s relative bound.)
+pub const HALF_PRECISION_ULPS: i32 = 1;
+
+/// A 16-bit float's bits mapped to integers that increase with its value (so that the
+/// difference of two is their distance in ulps); -0 and +0 both map to 0.
+fn ordered_bits(v: f64, dtype: DType) -> i32 {
+    let bits = match dtype {
+        DType::F16 => f16::from_f64(v).to_bits(),
+        DType::Bf16 => bf16::from_f64(v).to_bits(),
+        DType::F32 | DType::F64 => unreachable!("16-bit floats only"),
+    };
+    let magnitude = i32::from(bits & 0x7fff);
+    if bits & 0x8000 != 0 {
+        -magnitude
+    } else {
+        magnitude
+    }
+}
+
+/// For f16 and bf16 (no-op for f32 and f64): every element of `got` within
+/// [`HALF_PRECISION_ULPS`] of `want`. NaNs are compared by `assert_close`.
+pub fn assert_within_half_precision_ulps<T: Element>(what: &str, got: &[T], want: &[T]) {
+    if !matches!(T::DTYPE, DType::F16 | DType::Bf16) {
+        return;
+    }
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let (g, w) = (g.to_f64(), w.to_f64());
+        if g.is_nan() || w.is_nan() {
+            continue;
+        }
+        let ulps = (ordered_bits(g, T::DTYPE) - ordered_bits(w, T::DTYPE)).abs();
+        assert!(
+            ulps <= HALF_PRECISION_ULPS,
+            "{what}: element {i}: got {g}, want {w}: {ulps} ulps apart (at most {HALF_PRECISION_ULPS})"
+        );
+    }
 }
 
 /// Runs `case` backward in dtype `T` on `backend` and compares with the reference; the

@@ -44,7 +44,7 @@ pub fn module(name: &'static str, arch: u32) -> &'static Module {
 /// Which buffers start one element past a 16-byte boundary (as views into larger buffers
 /// can), to exercise the vector kernels' scalar fallback. Checking them separately catches an
 /// alignment test that looks at one pointer only.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Misalign {
     /// Both buffers 256-byte aligned.
     #[default]
