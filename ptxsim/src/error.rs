@@ -2,6 +2,71 @@
 
 use std::fmt;
 
+use crate::trace::{AccessKind, MemSpace};
+
+/// The class of a data race, named as compute-sanitizer's racecheck names them (plus the
+/// mix of plain and atomic accesses, which racecheck does not report on global memory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hazard {
+    /// A load unordered with an earlier store by another thread.
+    ReadAfterWrite,
+    /// A store unordered with an earlier load by another thread.
+    WriteAfterRead,
+    /// Two unordered stores by different threads.
+    WriteAfterWrite,
+    /// A plain load or store unordered with an atomic (or `.volatile`/`.relaxed`) access
+    /// of another thread, in either order.
+    PlainAndAtomic,
+}
+
+impl fmt::Display for Hazard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Hazard::ReadAfterWrite => "read-after-write",
+            Hazard::WriteAfterRead => "write-after-read",
+            Hazard::WriteAfterWrite => "write-after-write",
+            Hazard::PlainAndAtomic => "plain-vs-atomic",
+        })
+    }
+}
+
+/// One side of a data race: which thread did what, where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaceAccess {
+    /// Block index (x, y, z).
+    pub block: [u32; 3],
+    /// Thread index within the block (x, y, z).
+    pub thread: [u32; 3],
+    /// 1-based PTX source line of the instruction.
+    pub line: u32,
+    /// Source text of the instruction.
+    pub inst: String,
+    /// Load, store or atomic (`.volatile`/`.relaxed` loads and stores count as atomic).
+    pub kind: AccessKind,
+}
+
+impl fmt::Display for RaceAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = match self.kind {
+            AccessKind::Load => "load",
+            AccessKind::Store => "store",
+            AccessKind::Atomic => "atomic",
+        };
+        write!(
+            f,
+            "{verb} by thread ({},{},{}) of block ({},{},{}) at line {} `{}`",
+            self.thread[0],
+            self.thread[1],
+            self.thread[2],
+            self.block[0],
+            self.block[1],
+            self.block[2],
+            self.line,
+            self.inst
+        )
+    }
+}
+
 /// Everything that can go wrong while parsing, decoding or running PTX.
 ///
 /// Every variant carries enough context to find the offending spot: parse and
@@ -68,6 +133,25 @@ pub enum SimError {
     },
     /// A host-side access through [`crate::Memory`] was invalid.
     Memory(String),
+    /// Two threads accessed the same byte, at least one of them writing (or one plainly and
+    /// one atomically), with nothing ordering the two accesses: no barrier between them, no
+    /// warp synchronisation (shared memory), and never across blocks (global memory). Found
+    /// when [`crate::LaunchOptions::race_check`] is on, whatever order the threads ran in.
+    Race {
+        /// Kernel name.
+        kernel: String,
+        /// Shared or global memory.
+        space: MemSpace,
+        /// The first byte both accesses touch: a device address (global) or an offset into
+        /// the block's shared memory.
+        address: u64,
+        /// Read-after-write, write-after-read, write-after-write or plain-vs-atomic.
+        hazard: Hazard,
+        /// The access that found the race (the later one in the simulated order).
+        access: Box<RaceAccess>,
+        /// The earlier access it is unordered with.
+        earlier: Box<RaceAccess>,
+    },
 }
 
 impl fmt::Display for SimError {
@@ -102,6 +186,30 @@ impl fmt::Display for SimError {
                 block[0], block[1], block[2]
             ),
             SimError::Memory(msg) => write!(f, "memory error: {msg}"),
+            SimError::Race {
+                kernel,
+                space,
+                address,
+                hazard,
+                access,
+                earlier,
+            } => {
+                let (mem, why) = match space {
+                    MemSpace::Shared => (
+                        "shared memory offset",
+                        "no barrier or warp synchronisation orders them",
+                    ),
+                    _ if access.block != earlier.block => (
+                        "global address",
+                        "threads of different blocks are never ordered within a launch",
+                    ),
+                    _ => ("global address", "no barrier orders them"),
+                };
+                write!(
+                    f,
+                    "race in kernel `{kernel}`: {hazard} hazard at {mem} 0x{address:x}: {access}, and earlier {earlier}; {why}"
+                )
+            }
         }
     }
 }

@@ -396,6 +396,8 @@ pub(crate) enum Op {
         d: Slot,
         a: Slot,
     },
+    /// `ld`; `strong` for `.volatile`/`.relaxed`/`.acquire` (a memory-model strong access,
+    /// which the race detector treats like an atomic).
     Ld {
         space: Space,
         size: u8,
@@ -404,7 +406,9 @@ pub(crate) enum Op {
         dst: [Slot; 4],
         base: Option<Slot>,
         off: i64,
+        strong: bool,
     },
+    /// `st`; `strong` for `.volatile`/`.relaxed`/`.release`.
     St {
         space: Space,
         size: u8,
@@ -412,6 +416,7 @@ pub(crate) enum Op {
         src: [Slot; 4],
         base: Option<Slot>,
         off: i64,
+        strong: bool,
     },
     Atom {
         space: Space,
@@ -423,12 +428,32 @@ pub(crate) enum Op {
         b: Slot,
         c: Slot,
     },
+    /// `bra`; `uni` when the PTX promises the branch does not diverge within a warp.
     Bra {
         target: u32,
+        uni: bool,
     },
-    Exit,
+    /// A guarded `bra.uni` (`target: Some`) or `ret.uni`/`exit.uni` (`None`). The guard
+    /// `pred` (negated if `neg`) is evaluated by the instruction itself, so that lanes that
+    /// do not take the branch are checked for divergence too.
+    BraUni {
+        target: Option<u32>,
+        pred: Slot,
+        neg: bool,
+    },
+    /// `ret`/`exit`; `uni` as for [`Op::Bra`].
+    Exit {
+        uni: bool,
+    },
+    /// `bar.sync`/`barrier.sync`; `aligned` when every thread must reach the same instruction
+    /// (`bar.sync` is `barrier.sync.aligned`).
     Bar {
         id: Slot,
+        aligned: bool,
+    },
+    /// `bar.warp.sync mask`.
+    WarpSync {
+        mask: Slot,
     },
     Nop,
     Shfl {

@@ -72,9 +72,11 @@ mod ir;
 mod lex;
 mod memory;
 mod parse;
+mod race;
+mod sched;
 pub mod trace;
 
-pub use error::SimError;
+pub use error::{Hazard, RaceAccess, SimError};
 pub use memory::Memory;
 pub use trace::{NoObserver, Observer};
 

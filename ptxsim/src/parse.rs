@@ -515,12 +515,12 @@ fn parse_entry<'a>(
     d.resolve_deferred()?;
     if !matches!(
         d.code.last().map(|i| &i.op),
-        Some(Op::Exit | Op::Bra { .. })
+        Some(Op::Exit { .. } | Op::Bra { .. })
     ) {
         // falling off the end of a kernel exits
         d.code.push(Inst {
             guard: None,
-            op: Op::Exit,
+            op: Op::Exit { uni: false },
         });
         let line = d.src.last().map_or(0, |s| s.line);
         d.src.push(SrcInfo {
@@ -533,9 +533,54 @@ fn parse_entry<'a>(
             line,
             msg: format!("undefined label `{label}`"),
         })?;
-        if let Op::Bra { target: t } = &mut d.code[at].op {
+        if let Op::Bra { target: t, .. } = &mut d.code[at].op {
             *t = target;
         }
+    }
+    // The idiom of a compare-and-swap loop (CUDA's own `atomicAdd` on bf16 below sm_90, the
+    // programming guide's `atomicAdd` on doubles) seeds the expected value with a plain load:
+    // a stale value only makes the CAS retry. A plain scalar load into a register that some
+    // `atom.cas` of the same width uses as its expected value counts as strong (atomic) for
+    // the race detector.
+    let cas_expected: Vec<(Slot, u32)> = d
+        .code
+        .iter()
+        .filter_map(|i| match i.op {
+            Op::Atom {
+                op: AOp::Cas,
+                ty,
+                b,
+                ..
+            } => Some((b, ty.bits() / 8)),
+            _ => None,
+        })
+        .collect();
+    for inst in &mut d.code {
+        if let Op::Ld {
+            n: 1,
+            dst,
+            size,
+            strong,
+            ..
+        } = &mut inst.op
+        {
+            if cas_expected.contains(&(dst[0], *size as u32)) {
+                *strong = true;
+            }
+        }
+    }
+    // A guarded `.uni` branch evaluates its guard itself (see `Op::BraUni`).
+    for inst in &mut d.code {
+        let Some((pred, neg)) = inst.guard else {
+            continue;
+        };
+        let target = match inst.op {
+            Op::Bra { target, uni: true } => Some(target),
+            Op::Exit { uni: true } => None,
+            _ => continue,
+        };
+        inst.op = Op::BraUni { target, pred, neg };
+        inst.guard = None;
     }
     Ok(Kernel {
         name,
@@ -1493,7 +1538,10 @@ impl<'a> Decoder<'a, '_> {
                 if is_ld {
                     m.has("nc");
                 }
-                m.one_of(&["weak", "volatile", "relaxed", "acquire", "release", "mmio"]);
+                let strong = matches!(
+                    m.one_of(&["weak", "volatile", "relaxed", "acquire", "release", "mmio"]),
+                    Some("volatile" | "relaxed" | "acquire" | "release" | "mmio")
+                );
                 m.one_of(&["cta", "gpu", "sys", "cluster"]);
                 m.one_of(&["ca", "cg", "cs", "lu", "cv", "wb", "wt"]);
                 m.list
@@ -1520,6 +1568,7 @@ impl<'a> Decoder<'a, '_> {
                         dst: self.vec_dsts(&o[0], n as usize, line)?,
                         base,
                         off,
+                        strong,
                     }
                 } else {
                     let (base, off) = self.addr(&o[0], space, line)?;
@@ -1530,6 +1579,7 @@ impl<'a> Decoder<'a, '_> {
                         src: self.vec_srcs(&o[1], n as usize, ty, line)?,
                         base,
                         off,
+                        strong,
                     }
                 }
             }
@@ -1603,41 +1653,36 @@ impl<'a> Decoder<'a, '_> {
                 }
             }
             "bra" => {
-                m.has("uni");
+                let uni = m.has("uni");
                 m.finish()?;
                 nops(o, 1, &m)?;
                 match &o[0] {
                     Opd::Name(l, false) => {
                         self.fixups.push((self.code.len(), l, line));
-                        Op::Bra { target: 0 }
+                        Op::Bra { target: 0, uni }
                     }
                     _ => return m.unsupported("branch target form"),
                 }
             }
             "ret" | "exit" => {
-                m.has("uni");
+                let uni = m.has("uni");
                 m.finish()?;
                 nops(o, 0, &m)?;
-                Op::Exit
+                Op::Exit { uni }
             }
             "bar" | "barrier" => {
                 m.has("cta");
                 let warp = m.has("warp");
                 let sync = m.has("sync");
-                m.has("aligned");
+                // `bar.sync` is `barrier.sync.aligned`
+                let aligned = m.has("aligned") || base == "bar";
                 m.finish()?;
                 if !sync {
                     return m.unsupported("barrier flavour (only .sync is supported)");
                 }
                 if warp {
                     nops(o, 1, &m)?;
-                    Op::Shfl {
-                        mode: ShflMode::Idx,
-                        d: SLOT_SINK,
-                        p: None,
-                        a: SLOT_SINK,
-                        b: SLOT_SINK,
-                        c: SLOT_SINK,
+                    Op::WarpSync {
                         mask: self.src(&o[0], Ty::B(32), line)?,
                     }
                 } else {
@@ -1647,6 +1692,7 @@ impl<'a> Decoder<'a, '_> {
                     nops(o, 1, &m)?;
                     Op::Bar {
                         id: self.src(&o[0], Ty::U(32), line)?,
+                        aligned,
                     }
                 }
             }

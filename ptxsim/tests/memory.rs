@@ -1,7 +1,10 @@
 //! Loads and stores in every state space, vectors, shared memory and barriers.
 mod common;
 use common::*;
-use ptxsim::{BlockOrder, LaunchConfig, Memory, Module, ParamValue};
+use ptxsim::{
+    BlockOrder, Hazard, LaunchConfig, LaunchOptions, Memory, Module, NoObserver, ParamValue,
+    SimError,
+};
 
 #[test]
 fn vectors_offsets_and_sign_extension() {
@@ -114,10 +117,40 @@ const SHARED_EXCHANGE: &str = r#".version 9.0
 }
 "#;
 
+/// Every block writes the same output words (with the same values): a write-after-write race
+/// between blocks that the detector reports, so the exchange itself is checked with it off.
 #[test]
 fn shared_memory_exchange_through_bar_sync() {
     dump(SHARED_EXCHANGE);
     let m = Module::parse(SHARED_EXCHANGE).unwrap();
+    let mut mem = Memory::new();
+    let out = mem.alloc(4096);
+    let cfg = LaunchConfig {
+        grid: [3, 1, 1],
+        block: [200, 1, 1],
+        dynamic_shared_bytes: 800,
+        block_order: BlockOrder::Forward,
+    };
+    let params = [ParamValue::U64(out), ParamValue::U64(0)];
+    let e = m.launch("k", &cfg, &params, &mut mem).unwrap_err();
+    match &e {
+        SimError::Race {
+            hazard,
+            access,
+            earlier,
+            ..
+        } => {
+            assert_eq!(*hazard, Hazard::WriteAfterWrite, "{e}");
+            assert_eq!(access.block, [1, 0, 0], "{e}");
+            assert_eq!(earlier.block, [0, 0, 0], "{e}");
+            assert_eq!(access.thread, earlier.thread, "{e}");
+        }
+        _ => panic!("{e}"),
+    }
+    let no_race = LaunchOptions {
+        race_check: false,
+        ..LaunchOptions::default()
+    };
     for order in [BlockOrder::Forward, BlockOrder::Shuffled(11)] {
         let mut mem = Memory::new();
         let out = mem.alloc(4096);
@@ -128,11 +161,13 @@ fn shared_memory_exchange_through_bar_sync() {
             block_order: order,
         };
         let st = m
-            .launch(
+            .launch_with(
                 "k",
                 &cfg,
                 &[ParamValue::U64(out), ParamValue::U64(0)],
                 &mut mem,
+                &no_race,
+                &mut NoObserver,
             )
             .unwrap();
         assert_eq!(st.threads, 600);
