@@ -210,13 +210,17 @@ pub enum ThreadOrder {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Schedule {
     /// Each thread, in the given order, runs until it blocks (a barrier, a warp collective, or
-    /// its exit) before the next one runs.
+    /// its exit) before the next one runs; a thread that runs 10,000 instructions without
+    /// blocking yields to the next (threads of a block make independent progress since
+    /// Volta, so one spinning on another's flag must not starve it).
     RunToBlock(ThreadOrder),
-    /// Threads are switched every `quantum` instructions, the next thread chosen
-    /// pseudo-randomly from `seed`, so that read-modify-write sequences of different threads
-    /// interleave and compare-and-swap loops retry.
+    /// Threads are switched after at most `quantum` instructions (a pseudo-random number from
+    /// 1 to `quantum`, so that threads do not stay in lockstep), the next thread chosen
+    /// pseudo-randomly from `seed` among those that can run (lanes of one warp included), so
+    /// that read-modify-write sequences of different threads interleave and compare-and-swap
+    /// loops retry.
     Preemptive {
-        /// Instructions a thread runs before it is switched out (at least 1).
+        /// The most instructions a thread runs before it is switched out (at least 1).
         quantum: u32,
         /// Seed of the choice of the next thread.
         seed: u64,
