@@ -15,19 +15,37 @@
 //!   indices. Anything not implemented — opcode, modifier, type, directive,
 //!   operand form — is rejected at this point with its line number; nothing is
 //!   skipped silently.
-//! * **Blocks run one after another**, in the order chosen by
-//!   [`BlockOrder`]. Within a block, each thread runs on its own until it
-//!   exits or reaches a synchronisation point (`bar.sync`, `shfl.sync`,
-//!   `vote.sync`, `bar.warp.sync`). When no thread can run, completed warp
-//!   collectives are exchanged and barriers released. A synchronisation that
-//!   can never complete (threads that exited or wait elsewhere) is reported as
-//!   [`SimError::Deadlock`] naming the threads, never a hang.
-//! * **Memory is checked.** Global memory ([`Memory`]) is a set of
-//!   caller-allocated buffers separated by unmapped gaps; every access is
-//!   bounds- and alignment-checked. Shared memory is fresh for every block and
-//!   tracks which bytes have been written, so reading uninitialised shared
-//!   memory is an error. Generic addresses equal global addresses, except for
-//!   a high window that maps to shared memory (`cvta.shared`).
+//! * **Blocks run one after another**, in the order chosen by [`BlockOrder`] (or only the
+//!   blocks listed in [`LaunchOptions::blocks`]). Within a block the scheduler
+//!   ([`Schedule`]) runs one thread at a time: each to its next synchronisation point in
+//!   ascending, descending or shuffled order, or preemptively, switching threads (lanes of
+//!   one warp too, as independent thread scheduling allows since Volta) every few
+//!   instructions. Warp collectives (`shfl.sync`, `vote.sync`, `bar.warp.sync`) complete
+//!   when every lane of their member mask has arrived; barriers are released when every
+//!   thread that has not exited waits at them (exited threads do not hold a barrier up,
+//!   as on sm_70 and later). A synchronisation that can never complete is reported as
+//!   [`SimError::Deadlock`], never a hang; an instruction limit per launch
+//!   ([`LaunchOptions::max_instructions`]) turns a spin-wait into a fault.
+//! * **Memory is checked.** Global memory ([`Memory`]) is a set of caller-allocated
+//!   buffers of exact size separated by unmapped gaps ([`Memory::alloc_at_offset`] places
+//!   one at any offset, [`Memory::alloc_sparse`] makes one of any size whose bytes come from
+//!   a function until written); every access is bounds- and alignment-checked. Shared
+//!   memory is fresh for every block and tracks which bytes have been written, so reading
+//!   uninitialised shared memory is an error. Generic addresses equal global addresses,
+//!   except for a high window that maps to shared memory (`cvta.shared`).
+//! * **Races are found** ([`LaunchOptions::race_check`], on by default): two accesses of
+//!   one byte by different threads, at least one a plain store or one plain and one atomic,
+//!   with nothing ordering them, are reported as [`SimError::Race`] naming both threads,
+//!   both instructions, the address and the [`Hazard`] class, as compute-sanitizer's
+//!   racecheck does. Shared memory: accesses are ordered by barriers and, between lanes of
+//!   a warp, by `bar.warp.sync` and the `.sync` shuffles and votes. Global memory: by
+//!   barriers within a block; threads of different blocks are never ordered within a
+//!   launch. Detection uses epochs and vector clocks, not observed values, so it does not
+//!   depend on the order threads happened to run in.
+//! * **Undefined behaviour is a fault**: a member mask naming lanes that exited or do not
+//!   exist, a shuffle reading a lane outside its member mask, lanes meeting at different
+//!   collectives, a divergent `.uni` branch (checked by comparing each lane's n-th
+//!   execution of a guarded `bra.uni`).
 //! * **Arithmetic is bit-exact.** Integer operations wrap; shifts clamp; division
 //!   by zero gives all ones (remainder: the dividend). Float operations use IEEE
 //!   round-to-nearest-even; `fma` is fused; f32 NaN results are the canonical
@@ -35,6 +53,41 @@
 //!   rounding and all `f16`/`bf16` rounding use exact integer arithmetic.
 //!   `div.approx`/`div.full`/`rcp.approx`/`sqrt.approx` are computed correctly
 //!   rounded (the hardware's results may differ in the last bits).
+//!
+//! The source follows that split: `parse.rs` decodes; `exec/instrs.rs` is the one dispatch
+//! and `exec/instrs/` holds one file per instruction family (integer, float, compare,
+//! conversion, memory, atomic, branch, warp); `exec/mod.rs` runs blocks, barriers and warp
+//! collectives; `sched.rs` picks threads; `race.rs` keeps the race detector's shadow state;
+//! `memory.rs` holds global memory; [`trace`] is the observer interface, compiled away when
+//! no observer is given.
+//!
+//! # What passing on ptxsim means, and what it does not
+//!
+//! A kernel that runs without error under the default options and a preemptive schedule
+//! has, on the inputs tested: no out-of-bounds or misaligned access (by one byte, at any
+//! buffer offset), no read of uninitialised shared memory, no divergent or deadlocked
+//! barrier or warp collective, no data race on shared or global memory in the sense above,
+//! and no read-modify-write that depends on not being interleaved. That is what
+//! compute-sanitizer's memcheck, racecheck, synccheck and initcheck establish on a GPU.
+//!
+//! It does not cover:
+//! * **Memory-model orderings beyond races.** Fences and the acquire/release semantics of
+//!   atomics order nothing here: a kernel that hands data from block to block through a
+//!   fence and an atomic flag is reported as racy (run it with `race_check` off and check
+//!   its results instead), and within a block, warp synchronisation orders shared memory
+//!   only (global accesses of lanes are ordered by barriers alone). Loads never observe
+//!   stale or reordered values: every load sees the latest store in the simulated order.
+//!   `.volatile`/`.relaxed` loads and stores count as atomic, and a plain load whose
+//!   register seeds a compare-and-swap's expected value is treated as atomic (the CAS
+//!   rejects a stale value; CUDA's own bf16 `atomicAdd` relies on it).
+//! * **Inter-block progress.** Blocks never run concurrently, so a kernel that waits for
+//!   another block (a grid-wide barrier without a cooperative launch) hits the instruction
+//!   limit even where a GPU with enough resident blocks would finish.
+//! * **Timing and performance**: nothing here models clocks, caches or occupancy.
+//! * **Executions not run.** The checks see the paths the tested inputs take. A race is
+//!   found whatever order the threads ran in, but a lost update or a failed
+//!   compare-and-swap shows as a wrong result only under a schedule that interleaves it:
+//!   test under a run-to-block and a preemptive schedule.
 //!
 //! # Example
 //!
@@ -210,13 +263,17 @@ pub enum ThreadOrder {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Schedule {
     /// Each thread, in the given order, runs until it blocks (a barrier, a warp collective, or
-    /// its exit) before the next one runs.
+    /// its exit) before the next one runs; a thread that runs 10,000 instructions without
+    /// blocking yields to the next (threads of a block make independent progress since
+    /// Volta, so one spinning on another's flag must not starve it).
     RunToBlock(ThreadOrder),
-    /// Threads are switched every `quantum` instructions, the next thread chosen
-    /// pseudo-randomly from `seed`, so that read-modify-write sequences of different threads
-    /// interleave and compare-and-swap loops retry.
+    /// Threads are switched after at most `quantum` instructions (a pseudo-random number from
+    /// 1 to `quantum`, so that threads do not stay in lockstep), the next thread chosen
+    /// pseudo-randomly from `seed` among those that can run (lanes of one warp included), so
+    /// that read-modify-write sequences of different threads interleave and compare-and-swap
+    /// loops retry.
     Preemptive {
-        /// Instructions a thread runs before it is switched out (at least 1).
+        /// The most instructions a thread runs before it is switched out (at least 1).
         quantum: u32,
         /// Seed of the choice of the next thread.
         seed: u64,
@@ -234,7 +291,10 @@ impl Default for Schedule {
 pub struct LaunchOptions {
     /// How threads within a block are interleaved.
     pub schedule: Schedule,
-    /// Report data races on shared and global memory as errors.
+    /// Report data races on shared and global memory as [`SimError::Race`] (see the crate
+    /// documentation for what orders two accesses). Costs shadow memory of 6 bytes per
+    /// byte of global memory the launch touches (24 per byte accessed by 1- or 2-byte
+    /// accesses) and 48 per byte of shared memory.
     pub race_check: bool,
     /// The most instructions the launch may execute (summed over threads) before it fails
     /// with an error; `None` for no limit.

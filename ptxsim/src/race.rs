@@ -34,8 +34,9 @@
 //! * Shared memory, per byte: the last plain store, the plain loads since, and the atomics
 //!   since, each with its epoch, thread, warp clock and instruction; a set of concurrent
 //!   accesses spills to a side table that is emptied at every barrier.
-//! * Global memory, per byte (24 bytes of shadow, allocated per touched 1 KiB page for the
-//!   length of a launch): the latest epoch's access with the access kinds its thread made, one
+//! * Global memory, per byte (24 bytes of shadow per 4 aligned bytes while they are accessed
+//!   together, per byte once a 1- or 2-byte access splits them; allocated per touched 4 KiB
+//!   page for the length of a launch): the latest epoch's access with the access kinds its thread made, one
 //!   other thread's access in that epoch, and a summary of the accesses of earlier epochs
 //!   since the last plain store (the first of them, and the union of their kinds). Because a
 //!   race stops the launch, the accesses this summarises are pairwise free of conflict, which
@@ -243,8 +244,40 @@ impl GCell {
     }
 }
 
+/// A [`GCell`] as stored: three words, so that fresh pages come zeroed from the allocator.
+type Stored = [u64; 3];
+
+/// The latest word of a granule whose bytes have separate histories; the first word then
+/// indexes [`RaceState::splits`].
+const SPLIT: u64 = u64::MAX;
+
+impl GCell {
+    #[inline(always)]
+    fn load(s: &Stored) -> GCell {
+        GCell {
+            latest: s[0],
+            first: s[1],
+            other: s[2] as u32,
+            kinds: (s[2] >> 32) as u8,
+        }
+    }
+
+    #[inline(always)]
+    fn store(self) -> Stored {
+        [
+            self.latest,
+            self.first,
+            self.other as u64 | (self.kinds as u64) << 32,
+        ]
+    }
+}
+
+/// Bytes of a granule: one shadow cell describes 4 aligned bytes while they share one
+/// history (any access of 4 bytes or more keeps them together); an access of 1 or 2 bytes
+/// splits the granule into 4 cells of its own.
+const GRANULE: usize = 4;
 /// log2 of the bytes covered by one shadow page.
-const GPAGE_SHIFT: u32 = 10;
+const GPAGE_SHIFT: u32 = 12;
 const GPAGE: usize = 1 << GPAGE_SHIFT;
 /// Pages of an allocation indexed directly; pages beyond (huge sparse buffers) are hashed.
 const FLAT_PAGES: u64 = 1 << 16;
@@ -252,13 +285,13 @@ const FLAT_PAGES: u64 = 1 << 16;
 /// The shadow pages of one allocation, by page index from the allocation's first page.
 #[derive(Default)]
 struct AllocShadow {
-    flat: Vec<Option<Box<[GCell]>>>,
-    far: HashMap<u64, Box<[GCell]>>,
+    flat: Vec<Option<Box<[Stored]>>>,
+    far: HashMap<u64, Box<[Stored]>>,
 }
 
 impl AllocShadow {
-    fn page(&mut self, idx: u64) -> &mut [GCell] {
-        let fresh = || vec![GCell::default(); GPAGE].into_boxed_slice();
+    fn page(&mut self, idx: u64) -> &mut [Stored] {
+        let fresh = || vec![[0u64; 3]; GPAGE / GRANULE].into_boxed_slice();
         if idx < FLAT_PAGES {
             let i = idx as usize;
             if i >= self.flat.len() {
@@ -269,6 +302,37 @@ impl AllocShadow {
             self.far.entry(idx).or_insert_with(fresh)
         }
     }
+}
+
+/// Checks and records access `x` to bytes `lo..hi` of the granule `s`: the whole granule at
+/// once, or byte by byte if it is split (and joined again when its bytes agree again). An
+/// error gives the byte's index in the granule.
+#[inline]
+fn access_granule(
+    s: &mut Stored,
+    splits: &mut [[Stored; GRANULE]],
+    lo: usize,
+    hi: usize,
+    x: Now,
+) -> Result<(), (usize, Found)> {
+    if s[0] != SPLIT {
+        let mut c = GCell::load(s);
+        c.access(x).map_err(|f| (lo, f))?;
+        *s = c.store();
+        return Ok(());
+    }
+    let Some(bytes) = splits.get_mut(s[1] as usize) else {
+        return Ok(());
+    };
+    for (j, b) in bytes.iter_mut().enumerate().take(hi).skip(lo) {
+        let mut c = GCell::load(b);
+        c.access(x).map_err(|f| (j, f))?;
+        *b = c.store();
+    }
+    if bytes.iter().all(|b| *b == bytes[0]) {
+        *s = bytes[0];
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -317,6 +381,8 @@ pub(crate) struct RaceState {
     side: Vec<Vec<SRec>>,
     /// Global shadow pages, by allocation index.
     global: Vec<AllocShadow>,
+    /// The byte cells of split granules.
+    splits: Vec<[Stored; GRANULE]>,
     nthreads: usize,
 }
 
@@ -330,6 +396,7 @@ impl RaceState {
             shared: vec![SCell::default(); shared_bytes],
             side: Vec::new(),
             global: Vec::new(),
+            splits: Vec::new(),
             nthreads,
         }
     }
@@ -341,6 +408,7 @@ impl RaceState {
             self.g = 0;
             self.blocks.clear();
             self.global.clear();
+            self.splits.clear();
             self.shared.fill(SCell::default());
         }
         self.g += 1;
@@ -413,27 +481,39 @@ impl RaceState {
             self.global.resize_with(a + 1, AllocShadow::default);
         }
         let idx = (addr >> GPAGE_SHIFT) - (loc.base >> GPAGE_SHIFT);
+        let splits = &mut self.splits;
         let page = self.global[a].page(idx);
-        let start = (addr as usize) & (GPAGE - 1);
+        let at = (addr as usize & (GPAGE - 1)) / GRANULE;
+        let len = len as usize;
         // accesses are naturally aligned and at most 16 bytes: never across a page
-        let cells = &mut page[start..start + len as usize];
-        let res = if cells.iter().all(|c| *c == cells[0]) {
-            // the common case: all bytes share one history
-            let mut c = cells[0];
-            let r = c.access(x).map_err(|f| (0, f));
-            if r.is_ok() {
-                cells.fill(c);
-            }
-            r
-        } else {
-            let mut r = Ok(());
-            for (i, c) in cells.iter_mut().enumerate() {
-                if let Err(f) = c.access(x) {
-                    r = Err((i as u64, f));
-                    break;
+        let res = if len >= GRANULE {
+            let cells = &mut page[at..at + len / GRANULE];
+            if cells[0][0] != SPLIT && cells.iter().all(|c| *c == cells[0]) {
+                // the common case: all granules share one history
+                let mut c = GCell::load(&cells[0]);
+                let r = c.access(x).map_err(|f| (0, f));
+                if r.is_ok() {
+                    cells.fill(c.store());
                 }
+                r
+            } else {
+                let mut r = Ok(());
+                for (k, s) in cells.iter_mut().enumerate() {
+                    if let Err((j, f)) = access_granule(s, splits, 0, GRANULE, x) {
+                        r = Err(((k * GRANULE + j) as u64, f));
+                        break;
+                    }
+                }
+                r
             }
-            r
+        } else {
+            let s = &mut page[at];
+            if s[0] != SPLIT {
+                splits.push([*s; GRANULE]);
+                *s = [SPLIT, (splits.len() - 1) as u64, 0];
+            }
+            let lo = addr as usize % GRANULE;
+            access_granule(s, splits, lo, lo + len, x).map_err(|(j, f)| ((j - lo) as u64, f))
         };
         res.map_err(|(i, f)| {
             let (hazard, e) = classify(f.kinds, kind);

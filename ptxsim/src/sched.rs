@@ -2,9 +2,12 @@
 //!
 //! The interpreter runs one thread at a time. [`Schedule::RunToBlock`] lets each thread run
 //! until it blocks (a barrier, a warp collective, its exit), taking threads round-robin in a
-//! fixed order (ascending, descending or a seeded shuffle, drawn afresh for every block).
-//! [`Schedule::Preemptive`] switches threads every `quantum` instructions, choosing the next
-//! one pseudo-randomly among those that can run, so that the instructions of different
+//! fixed order (ascending, descending or a seeded shuffle, drawn afresh for every block). A
+//! thread that runs [`RUN_TO_BLOCK_SLICE`] instructions without blocking is switched out all
+//! the same: since Volta every thread of a block makes progress on its own, so a thread that
+//! spins on a flag another thread of its block will set must not starve that thread.
+//! [`Schedule::Preemptive`] switches threads after a pseudo-random number of instructions
+//! from 1 to `quantum`, choosing the next one pseudo-randomly among those that can run, so that the instructions of different
 //! threads (also lanes of one warp, which since Volta may interleave arbitrarily) interleave
 //! at fine grain.
 //!
@@ -45,6 +48,10 @@ pub(crate) fn shuffle<T>(v: &mut [T], seed: u64) {
         v.swap(i, j);
     }
 }
+
+/// The most instructions a thread runs without blocking under [`Schedule::RunToBlock`]
+/// before the next thread in order gets a turn.
+pub(crate) const RUN_TO_BLOCK_SLICE: u64 = 10_000;
 
 /// A seed for block `block` derived from the launch's `seed`.
 fn block_seed(seed: u64, block: u64) -> u64 {
@@ -134,7 +141,7 @@ impl Scheduler {
                     let t = threads[i] as usize;
                     if is_ready(t) {
                         *cursor = i;
-                        return Some((t, u64::MAX));
+                        return Some((t, RUN_TO_BLOCK_SLICE));
                     }
                 }
                 None
@@ -150,7 +157,10 @@ impl Scheduler {
                     return None;
                 }
                 *picked = rng.below(ready.len());
-                Some((ready[*picked] as usize, *quantum))
+                // a random share of the quantum: with a fixed one, threads that started
+                // together would be switched at the same instructions forever (lockstep)
+                let run = 1 + rng.below(*quantum as usize) as u64;
+                Some((ready[*picked] as usize, run))
             }
         }
     }
@@ -163,6 +173,17 @@ impl Scheduler {
             if *picked < ready.len() {
                 ready.swap_remove(*picked);
             }
+        }
+    }
+
+    /// The thread last picked used up its quantum and can still run.
+    #[inline]
+    pub fn yielded(&mut self) {
+        if let Mode::RunToBlock {
+            threads, cursor, ..
+        } = &mut self.mode
+        {
+            *cursor = (*cursor + 1) % threads.len().max(1);
         }
     }
 

@@ -1,6 +1,9 @@
 //! Warp collectives: shfl.sync in all modes, vote.sync, activemask, bar.warp.sync.
 mod common;
 use common::*;
+use ptxsim::{
+    LaunchOptions, Memory, Module, NoObserver, ParamValue, Schedule, SimError, ThreadOrder,
+};
 
 fn per_lane(body: &str, threads: u32) -> Vec<u32> {
     let full = format!(
@@ -111,5 +114,192 @@ $SKIP:
     );
     for l in (0..32).step_by(2) {
         assert_eq!(g[l], (l ^ 2) as u32);
+    }
+}
+
+fn fault_of(body: &str, threads: u32, schedule: Schedule) -> SimError {
+    let m = Module::parse(&kernel(body)).unwrap();
+    let mut mem = Memory::new();
+    let out = mem.alloc(4096);
+    let o = LaunchOptions {
+        schedule,
+        ..LaunchOptions::default()
+    };
+    match m.launch_with(
+        "k",
+        &cfg(1, threads),
+        &[ParamValue::U64(out), ParamValue::U64(out)],
+        &mut mem,
+        &o,
+        &mut NoObserver,
+    ) {
+        Ok(_) => panic!("expected an error under {schedule:?}"),
+        Err(e) => e,
+    }
+}
+
+const ORDERS: [Schedule; 3] = [
+    Schedule::RunToBlock(ThreadOrder::Ascending),
+    Schedule::RunToBlock(ThreadOrder::Descending),
+    Schedule::Preemptive {
+        quantum: 2,
+        seed: 9,
+    },
+];
+
+/// A full member mask in a partial warp names lanes that do not exist: undefined on
+/// hardware, a fault here.
+#[test]
+fn member_mask_naming_lanes_beyond_the_block() {
+    for s in ORDERS {
+        let e = fault_of("shfl.sync.bfly.b32 %r2, %r1, 1, 31, -1;", 48, s);
+        let m = e.to_string();
+        assert!(matches!(e, SimError::Fault { .. }), "{m}");
+        assert!(m.contains("names lanes 16,17"), "{s:?}: {m}");
+        assert!(
+            m.contains("do not exist (the block has 48 threads)"),
+            "{s:?}: {m}"
+        );
+    }
+    // the mask of the lanes that exist is fine
+    let g = per_lane(
+        r#"
+    mov.u32 %r2, %laneid;
+    mov.u32 %r4, %warpid;
+    setp.eq.u32 %p1, %r4, 1;
+    selp.u32 %r5, 0xffff, -1, %p1;
+    shfl.sync.bfly.b32 %r3, %r2, 1, 31, %r5;
+    st.global.u32 [%rd3], %r3;
+    "#,
+        48,
+    );
+    for (t, &v) in g.iter().enumerate().take(48) {
+        assert_eq!(v, (t as u32 % 32) ^ 1);
+    }
+}
+
+/// A member mask naming a lane that exited, whether it exited before or after the others
+/// arrived.
+#[test]
+fn member_mask_naming_exited_lanes() {
+    let body = r#"
+    mov.u32 %r1, %tid.x;
+    setp.eq.u32 %p1, %r1, 5;
+    @%p1 bra $OUT;
+    bar.warp.sync -1;
+$OUT:
+    "#;
+    for s in ORDERS {
+        let e = fault_of(body, 32, s);
+        let m = e.to_string();
+        assert!(m.contains("lane 5") || m.contains("lanes 5"), "{s:?}: {m}");
+        assert!(m.contains("exited"), "{s:?}: {m}");
+        assert!(m.contains("bar.warp.sync"), "{s:?}: {m}");
+    }
+}
+
+#[test]
+fn shuffle_index_outside_member_mask() {
+    let e = fault_of(
+        r#"
+    mov.u32 %r1, %tid.x;
+    setp.ge.u32 %p1, %r1, 4;
+    @%p1 bra $OUT;
+    shfl.sync.idx.b32 %r2, %r1, 5, 31, 0xf;
+$OUT:
+    "#,
+        32,
+        ORDERS[0],
+    );
+    let m = e.to_string();
+    assert!(m.contains("reads lane 5"), "{m}");
+    assert!(m.contains("0x0000000f does not include it"), "{m}");
+}
+
+/// Lanes may meet at different `shfl.sync` instructions with the same mode and mask (the
+/// ISA's condition), each supplying its own operands; different operations are a fault.
+#[test]
+fn collectives_match_by_operation_not_instruction() {
+    let g = per_lane(
+        r#"
+    mov.u32 %r2, %laneid;
+    and.b32 %r4, %r2, 1;
+    setp.eq.u32 %p1, %r4, 0;
+    @%p1 bra $EVEN;
+    add.s32 %r5, %r2, 100;
+    shfl.sync.bfly.b32 %r3, %r5, 1, 31, -1;
+    bra.uni $DONE;
+$EVEN:
+    add.s32 %r5, %r2, 200;
+    shfl.sync.bfly.b32 %r3, %r5, 1, 31, -1;
+$DONE:
+    st.global.u32 [%rd3], %r3;
+    "#,
+        32,
+    );
+    for l in 0..32u32 {
+        let src = l ^ 1;
+        let want = src + if src % 2 == 0 { 200 } else { 100 };
+        assert_eq!(g[l as usize], want, "lane {l}");
+    }
+    for s in ORDERS {
+        let e = fault_of(
+            r#"
+    mov.u32 %r2, %laneid;
+    setp.lt.u32 %p1, %r2, 16;
+    @%p1 bra $LOW;
+    vote.sync.any.pred %p2, %p1, -1;
+    bra.uni $DONE;
+$LOW:
+    shfl.sync.bfly.b32 %r3, %r2, 1, 31, -1;
+$DONE:
+    "#,
+            32,
+            s,
+        );
+        assert!(
+            e.to_string().contains("wait at different warp collectives"),
+            "{s:?}: {e}"
+        );
+    }
+}
+
+/// `barrier.sync` without `.aligned` may be reached at different instructions; `bar.sync`
+/// (aligned) may not.
+#[test]
+fn unaligned_barrier_at_different_instructions() {
+    let body = |bar: &str| {
+        format!(
+            r#"
+    mov.u32 %r1, %tid.x;
+    setp.lt.u32 %p1, %r1, 40;
+    @%p1 bra $A;
+    {bar} 0;
+    bra.uni $DONE;
+$A:
+    {bar} 0;
+$DONE:
+    "#
+        )
+    };
+    for s in ORDERS {
+        let m = Module::parse(&kernel(&body("barrier.sync"))).unwrap();
+        let mut mem = Memory::new();
+        let out = mem.alloc(16);
+        let o = LaunchOptions {
+            schedule: s,
+            ..LaunchOptions::default()
+        };
+        m.launch_with(
+            "k",
+            &cfg(1, 64),
+            &[ParamValue::U64(out), ParamValue::U64(out)],
+            &mut mem,
+            &o,
+            &mut NoObserver,
+        )
+        .unwrap();
+        let e = fault_of(&body("bar.sync"), 64, s);
+        assert!(e.to_string().contains("divergent barrier"), "{s:?}: {e}");
     }
 }

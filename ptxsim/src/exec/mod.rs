@@ -427,7 +427,7 @@ impl<O: Observer> Block<'_, O> {
                 };
             };
             match self.run_thread(t, mem, quantum) {
-                Ok(Stop::Yield) => {}
+                Ok(Stop::Yield) => self.sched.yielded(),
                 Ok(Stop::Exit) => {
                     self.sched.stopped();
                     self.state[t] = State::Exited;

@@ -5,7 +5,10 @@ headers for cuda_fp16.h / cuda_bf16.h):
 
     for a in 75 80 90; do
         python3 gen_ptx.py pool_kernels.cu $a pool_kernels.sm$a.ptx -I<cuda>/include
+        python3 gen_ptx.py hazards.cu $a hazards.sm$a.ptx
     done
+
+(hazards.cu, the mutation corpus of tests/hazards.rs, needs no headers.)
 """
 import ctypes, sys
 lib = ctypes.CDLL("libnvrtc.so.13")
