@@ -37,9 +37,10 @@ use rand::Rng;
 /// Random shapes per (architecture, dtype).
 const RANDOM_CASES: usize = 24;
 
-/// Preemption quanta: a thread runs this many instructions before the scheduler picks the next
-/// one. 1 interleaves at every instruction; 2 and 5 let a load and its add run together while
-/// still splitting a load-add-store or a compare-and-swap loop.
+/// Preemption quanta: a thread runs at most this many instructions (a pseudo-random number
+/// from 1 up) before the scheduler picks the next one. 1 interleaves at every instruction; 2
+/// and 5 also let a load and its add run together while still splitting a load-add-store or a
+/// compare-and-swap loop.
 const QUANTA: [u32; 3] = [1, 2, 5];
 
 fn archs() -> Vec<u32> {
