@@ -6,7 +6,8 @@ use crate::parse::{
     Kernel, SHARED_WINDOW, SHARED_WINDOW_SIZE, SLOT_CTAID, SLOT_LANEID, SLOT_NCTAID, SLOT_NTID,
     SLOT_NWARPID, SLOT_TID, SLOT_WARPID,
 };
-use crate::{BlockOrder, LaunchConfig, LaunchStats, Memory, SimError};
+use crate::trace::{Access, AccessKind, Issue, LaunchInfo, MemSpace, Observer};
+use crate::{BlockOrder, LaunchConfig, LaunchOptions, LaunchStats, Memory, SimError};
 
 /// Reads a little-endian value from 1..=8 bytes.
 #[inline(always)]
@@ -321,8 +322,13 @@ enum Stop {
     Warp,
 }
 
-struct Block<'k> {
+struct Block<'k, O: Observer> {
     k: &'k Kernel,
+    /// Linear index of the block being run.
+    lin: u64,
+    obs: &'k mut O,
+    /// Instructions the launch may still execute.
+    budget: u64,
     ns: usize,
     nthreads: usize,
     regs: Vec<u64>,
@@ -335,11 +341,13 @@ struct Block<'k> {
 }
 
 /// Runs a whole launch.
-pub(crate) fn launch(
+pub(crate) fn launch<O: Observer>(
     k: &Kernel,
     cfg: &LaunchConfig,
     params: &[u8],
     mem: &mut Memory,
+    options: &LaunchOptions,
+    obs: &mut O,
 ) -> Result<LaunchStats, SimError> {
     let lerr = |msg: String| SimError::Launch {
         kernel: k.name.clone(),
@@ -388,11 +396,23 @@ pub(crate) fn launch(
             cfg.grid
         )));
     }
-    let mut order: Vec<u64> = (0..nblocks).collect();
-    match cfg.block_order {
-        BlockOrder::Forward => {}
-        BlockOrder::Reverse => order.reverse(),
-        BlockOrder::Shuffled(seed) => {
+    let mut order: Vec<u64> = match &options.blocks {
+        Some(list) => {
+            if let Some(bad) = list.iter().find(|&&b| b >= nblocks) {
+                return Err(lerr(format!(
+                    "block {bad} was asked for, but the grid {:?} has {nblocks} blocks",
+                    cfg.grid
+                )));
+            }
+            list.clone()
+        }
+        None => (0..nblocks).collect(),
+    };
+    match (&options.blocks, cfg.block_order) {
+        (Some(_), _) => {}
+        (None, BlockOrder::Forward) => {}
+        (None, BlockOrder::Reverse) => order.reverse(),
+        (None, BlockOrder::Shuffled(seed)) => {
             let mut s = seed ^ 0x9e37_79b9_7f4a_7c15;
             let mut next = || {
                 // splitmix64
@@ -419,8 +439,20 @@ pub(crate) fn launch(
         template[(SLOT_NCTAID as usize) + i] = cfg.grid[i] as u64;
     }
     template[SLOT_NWARPID as usize] = nthreads.div_ceil(32) as u64;
+    if O::ENABLED {
+        obs.launch(&LaunchInfo {
+            kernel: k.name.clone(),
+            grid: cfg.grid,
+            block: cfg.block,
+            shared_bytes: shared_bytes as u32,
+            blocks_run: order.len() as u64,
+        });
+    }
     let mut b = Block {
         k,
+        lin: 0,
+        obs,
+        budget: options.max_instructions.unwrap_or(u64::MAX),
         ns,
         nthreads,
         regs: vec![0; ns * nthreads],
@@ -456,12 +488,19 @@ pub(crate) fn launch(
         b.state.fill(State::Ready);
         b.shared.fill(0);
         b.written.fill(false);
+        b.lin = lin;
+        if O::ENABLED {
+            b.obs.block_begin(lin);
+        }
         b.run_block(mem, ctaid, cfg.block)?;
+        if O::ENABLED {
+            b.obs.block_end(lin);
+        }
     }
     Ok(LaunchStats {
         instructions: b.count,
-        blocks: nblocks,
-        threads: nblocks * nthreads as u64,
+        blocks: order.len() as u64,
+        threads: order.len() as u64 * nthreads as u64,
     })
 }
 
@@ -480,7 +519,7 @@ fn lanes_str(lanes: &[usize]) -> String {
     v.join(",")
 }
 
-impl Block<'_> {
+impl<O: Observer> Block<'_, O> {
     fn fault(&self, t: usize, ctaid: [u32; 3], block: [u32; 3], msg: String) -> SimError {
         let pc = self.pcs[t] as usize;
         let (line, inst) = self
@@ -608,6 +647,9 @@ impl Block<'_> {
                         self.src_of(self.pcs[others[0]])
                     ),
                 ));
+            }
+            if O::ENABLED {
+                self.obs.barrier(self.lin, first_pc);
             }
             for &t in &at_bar {
                 self.state[t] = State::Ready;
@@ -880,12 +922,27 @@ impl Block<'_> {
                 ));
             };
             count += 1;
+            if count > self.budget {
+                break Err(format!(
+                    "the launch exceeded its limit of {} executed instructions (a spin-wait or an unbounded loop?)",
+                    self.count + self.budget
+                ));
+            }
             let base = t * ns;
-            if let Some((g, neg)) = inst.guard {
-                if (self.regs[base + g as usize] != 0) == neg {
-                    pc += 1;
-                    continue;
-                }
+            let executed = inst
+                .guard
+                .is_none_or(|(g, neg)| (self.regs[base + g as usize] != 0) != neg);
+            if O::ENABLED {
+                self.obs.issue(&Issue {
+                    block: self.lin,
+                    thread: t as u32,
+                    pc: pc as u32,
+                    executed,
+                });
+            }
+            if !executed {
+                pc += 1;
+                continue;
             }
             let r = &mut self.regs[base..base + ns];
             match inst.op {
@@ -1266,6 +1323,9 @@ impl Block<'_> {
                 } => {
                     let addr = ab.map_or(0, |s| r[s as usize]).wrapping_add(off as u64);
                     let total = size as u64 * n as u64;
+                    if O::ENABLED {
+                        self.observe_access(t, pc, space, AccessKind::Load, addr, total);
+                    }
                     if addr % total != 0 {
                         break Err(format!(
                             "misaligned {total}-byte load from address 0x{addr:x}"
@@ -1293,17 +1353,20 @@ impl Block<'_> {
                 } => {
                     let addr = ab.map_or(0, |s| r[s as usize]).wrapping_add(off as u64);
                     let total = size as u64 * n as u64;
-                    if addr % total != 0 {
-                        break Err(format!(
-                            "misaligned {total}-byte store to address 0x{addr:x}"
-                        ));
-                    }
                     let vals = [
                         r[src[0] as usize],
                         r[src[1] as usize],
                         r[src[2] as usize],
                         r[src[3] as usize],
                     ];
+                    if O::ENABLED {
+                        self.observe_access(t, pc, space, AccessKind::Store, addr, total);
+                    }
+                    if addr % total != 0 {
+                        break Err(format!(
+                            "misaligned {total}-byte store to address 0x{addr:x}"
+                        ));
+                    }
                     for (i, &v) in vals.iter().enumerate().take(n as usize) {
                         if let Err(e) = self.store(
                             space,
@@ -1330,12 +1393,15 @@ impl Block<'_> {
                 } => {
                     let addr = ab.map_or(0, |s| r[s as usize]).wrapping_add(off as u64);
                     let size = (ty.bits() / 8) as u64;
+                    let (bv, cv) = (r[b as usize], r[c as usize]);
+                    if O::ENABLED {
+                        self.observe_access(t, pc, space, AccessKind::Atomic, addr, size);
+                    }
                     if addr % size != 0 {
                         break Err(format!(
                             "misaligned {size}-byte atomic at address 0x{addr:x}"
                         ));
                     }
-                    let (bv, cv) = (r[b as usize], r[c as usize]);
                     let old = match self.load(space, addr, size as usize, mem) {
                         Ok(v) => v,
                         Err(e) => break Err(e),
@@ -1378,7 +1444,41 @@ impl Block<'_> {
         };
         self.pcs[t] = pc as u32;
         self.count += count;
+        self.budget = self.budget.saturating_sub(count);
         res
+    }
+
+    /// Reports one access to the observer, generic addresses resolved to their space.
+    fn observe_access(
+        &mut self,
+        t: usize,
+        pc: usize,
+        space: Space,
+        kind: AccessKind,
+        addr: u64,
+        bytes: u64,
+    ) {
+        let (space, addr) = match space {
+            Space::Global => (MemSpace::Global, addr),
+            Space::Shared => (MemSpace::Shared, addr),
+            Space::Param => (MemSpace::Param, addr),
+            Space::Generic | Space::Local => {
+                if addr.wrapping_sub(SHARED_WINDOW) < SHARED_WINDOW_SIZE {
+                    (MemSpace::Shared, addr - SHARED_WINDOW)
+                } else {
+                    (MemSpace::Global, addr)
+                }
+            }
+        };
+        self.obs.access(&Access {
+            block: self.lin,
+            thread: t as u32,
+            pc: pc as u32,
+            space,
+            kind,
+            addr,
+            bytes: bytes as u32,
+        });
     }
 }
 

@@ -72,9 +72,11 @@ mod ir;
 mod lex;
 mod memory;
 mod parse;
+pub mod trace;
 
 pub use error::SimError;
 pub use memory::Memory;
+pub use trace::{NoObserver, Observer};
 
 /// A parsed and decoded PTX module: all of its `.entry` kernels.
 #[derive(Debug, Clone)]
@@ -191,6 +193,70 @@ pub struct LaunchConfig {
     pub block_order: BlockOrder,
 }
 
+/// The order in which the threads of a block take turns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadOrder {
+    /// Linear thread index 0, 1, 2, ...
+    Ascending,
+    /// Highest linear thread index first.
+    Descending,
+    /// A pseudo-random permutation determined by the seed.
+    Shuffled(u64),
+}
+
+/// How the threads of a block are interleaved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// Each thread, in the given order, runs until it blocks (a barrier, a warp collective, or
+    /// its exit) before the next one runs.
+    RunToBlock(ThreadOrder),
+    /// Threads are switched every `quantum` instructions, the next thread chosen
+    /// pseudo-randomly from `seed`, so that read-modify-write sequences of different threads
+    /// interleave and compare-and-swap loops retry.
+    Preemptive {
+        /// Instructions a thread runs before it is switched out (at least 1).
+        quantum: u32,
+        /// Seed of the choice of the next thread.
+        seed: u64,
+    },
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule::RunToBlock(ThreadOrder::Ascending)
+    }
+}
+
+/// Options of [`Module::launch_with`] beyond the grid: scheduling, checks, limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchOptions {
+    /// How threads within a block are interleaved.
+    pub schedule: Schedule,
+    /// Report data races on shared and global memory as errors.
+    pub race_check: bool,
+    /// The most instructions the launch may execute (summed over threads) before it fails
+    /// with an error; `None` for no limit.
+    pub max_instructions: Option<u64>,
+    /// Run only these linear block indices (x fastest), in this order, instead of the whole
+    /// grid in [`LaunchConfig::block_order`]. For sampling large grids.
+    pub blocks: Option<Vec<u64>>,
+}
+
+impl Default for LaunchOptions {
+    fn default() -> Self {
+        LaunchOptions {
+            schedule: Schedule::default(),
+            race_check: true,
+            max_instructions: Some(DEFAULT_MAX_INSTRUCTIONS),
+            blocks: None,
+        }
+    }
+}
+
+/// The instruction limit of [`LaunchOptions::default`]: far above any test launch (the
+/// largest runs a few hundred million), low enough that a spin-wait fails in seconds.
+pub const DEFAULT_MAX_INSTRUCTIONS: u64 = 20_000_000_000;
+
 /// Counters of one launch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LaunchStats {
@@ -228,7 +294,24 @@ impl Module {
         Ok(self.kernel(kernel)?.params.iter().map(|p| p.ty).collect())
     }
 
-    /// Runs `kernel` over the grid of `cfg` with arguments `params` against `mem`.
+    /// The PTX text of each instruction of `kernel`, indexed by pc (the `pc` of
+    /// [`trace::Issue`] and [`trace::Access`]), with its 1-based source line.
+    pub fn instructions(&self, kernel: &str) -> Result<Vec<(u32, String)>, SimError> {
+        Ok(self
+            .kernel(kernel)?
+            .src
+            .iter()
+            .map(|s| (s.line, s.text.clone()))
+            .collect())
+    }
+
+    /// Bytes of static shared memory `kernel` declares.
+    pub fn static_shared_bytes(&self, kernel: &str) -> Result<usize, SimError> {
+        Ok(self.kernel(kernel)?.shared_static)
+    }
+
+    /// Runs `kernel` over the grid of `cfg` with arguments `params` against `mem`, with
+    /// [`LaunchOptions::default`] and no observer.
     ///
     /// Returns execution counters, or the first error: a parameter mismatch, an
     /// invalid launch shape, a fault (out-of-bounds or misaligned access, read
@@ -240,6 +323,26 @@ impl Module {
         cfg: &LaunchConfig,
         params: &[ParamValue],
         mem: &mut Memory,
+    ) -> Result<LaunchStats, SimError> {
+        self.launch_with(
+            kernel,
+            cfg,
+            params,
+            mem,
+            &LaunchOptions::default(),
+            &mut NoObserver,
+        )
+    }
+
+    /// [`Module::launch`] with explicit options, reporting to `observer`.
+    pub fn launch_with<O: Observer>(
+        &self,
+        kernel: &str,
+        cfg: &LaunchConfig,
+        params: &[ParamValue],
+        mem: &mut Memory,
+        options: &LaunchOptions,
+        observer: &mut O,
     ) -> Result<LaunchStats, SimError> {
         let k = self.kernel(kernel)?;
         if params.len() != k.params.len() {
@@ -269,6 +372,6 @@ impl Module {
             }
             buf[p.offset..p.offset + b.len()].copy_from_slice(&b);
         }
-        exec::launch(k, cfg, &buf, mem)
+        exec::launch(k, cfg, &buf, mem, options, observer)
     }
 }

@@ -57,6 +57,16 @@ impl Memory {
         addr
     }
 
+    /// Allocates exactly `bytes` zero-initialised bytes starting `offset` bytes past a 256-byte
+    /// boundary, and returns that (deliberately misaligned, for `offset % 16 != 0`) address.
+    /// Like every allocation it is followed by an unmapped gap, so a view into a caller's
+    /// buffer at an odd offset still faults one byte past its end. Free it by that address.
+    pub fn alloc_at_offset(&mut self, bytes: usize, offset: u64) -> u64 {
+        let start = self.next + offset;
+        self.next = start;
+        self.alloc(bytes)
+    }
+
     /// Frees the allocation that starts at `addr`.
     pub fn free(&mut self, addr: u64) -> Result<(), SimError> {
         match self.allocs.binary_search_by_key(&addr, |a| a.addr) {
