@@ -124,8 +124,8 @@ fn driver_version(var: &impl Fn(&str) -> Option<String>, default: u32) -> Result
     })?;
     if v % 10 != 0 {
         return Err(format!(
-            "VGPU_DRIVER_VERSION={v} is not valid: 1000 * major + 10 * minor is a multiple of 10 \
-             (e.g. 12080 for CUDA 12.8)"
+            "VGPU_DRIVER_VERSION=\"{v}\" is not valid: 1000 * major + 10 * minor is a multiple \
+             of 10 (e.g. 12080 for CUDA 12.8)"
         ));
     }
     Ok(v)

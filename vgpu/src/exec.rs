@@ -217,9 +217,19 @@ impl Driver {
             .filter_map(|s| s.queue.front().map(|op| &op.clock))
             .collect();
         let host = &self.host_clock;
-        self.history.retain(|d| {
-            !(host.covers(d.stream, d.seq) && fronts.iter().all(|c| c.covers(d.stream, d.seq)))
-        });
+        let settled = |stream: u64, seq: u64| {
+            host.covers(stream, seq) && fronts.iter().all(|c| c.covers(stream, seq))
+        };
+        self.history.retain(|d| !settled(d.stream, d.seq));
+        let released: Vec<u64> = self
+            .allocations
+            .iter()
+            .filter(|(_, a)| a.freed_by.is_some_and(|(s, n)| settled(s, n)))
+            .map(|(&addr, _)| addr)
+            .collect();
+        for addr in released {
+            self.release_allocation(addr);
+        }
     }
 
     fn execute(&mut self, op: Op) {
@@ -241,25 +251,34 @@ impl Driver {
         if access.is_empty() {
             return;
         }
-        let race = self.history.iter().find_map(|d| {
+        if let Some(fault) = self.use_after_free(&op, &access) {
+            self.fault(op.ctx, fault);
+            return;
+        }
+        let race = self.history.iter().rev().find_map(|d| {
             if d.stream == op.stream || op.clock.covers(d.stream, d.seq) {
                 return None;
             }
             d.access.conflict(&access).map(|c| {
-                c.describe(&d.what, &op.what)
-                    + ", and no event wait or synchronisation orders the two"
+                let msg = c.describe(&d.what, &op.what)
+                    + ", and no event wait or synchronisation orders the two";
+                (d.ctx, msg)
             })
         });
-        if let Some(msg) = race {
-            self.fault(
-                op.ctx,
-                Fault {
-                    code: CUDA_ERROR_LAUNCH_FAILED,
-                    report: format!("cross-stream race: {msg}"),
-                },
-            );
+        if let Some((other_ctx, msg)) = race {
+            // Both contexts' results are undefined: both end.
+            let fault = Fault {
+                code: CUDA_ERROR_LAUNCH_FAILED,
+                report: format!("cross-stream race: {msg}"),
+            };
+            report(&fault.report);
+            if other_ctx != op.ctx {
+                self.end_context(other_ctx, fault.clone());
+            }
+            self.end_context(op.ctx, fault);
         }
         self.history.push(Done {
+            ctx: op.ctx,
             stream: op.stream,
             seq: op.seq,
             what: op.what,
@@ -280,28 +299,44 @@ impl Driver {
                 cfg,
                 params,
             } => {
-                self.kernel_access(op, params, access)?;
-                let stats = sim
-                    .launch(name, cfg, params, &mut self.memory)
-                    .map_err(|e| kernel_fault(&op.what, e))?;
                 let sms = f64::from(self.config.multiprocessors);
+                let Some(c) = self.contexts.get_mut(&op.ctx) else {
+                    return Ok(0.0);
+                };
+                let mut watcher = AccessWatcher {
+                    access,
+                    last_global: None,
+                };
+                let options = ptxsim::LaunchOptions::default();
+                let launched =
+                    sim.launch_with(name, cfg, params, &mut c.memory, &options, &mut watcher);
+                let last_global = watcher.last_global;
+                let stats = launched.map_err(|e| {
+                    let mut fault = kernel_fault(&op.what, e);
+                    if let Some(addr) =
+                        last_global.filter(|_| fault.code == CUDA_ERROR_ILLEGAL_ADDRESS)
+                    {
+                        fault.report += &self.foreign_note(op.ctx, addr);
+                    }
+                    fault
+                })?;
                 Ok(cost::OP_NS
                     + stats.instructions as f64 / (sms * cost::INSTRUCTIONS_PER_NS_PER_SM))
             }
             OpKind::HtoD { dst, data } => {
-                self.memory.write(*dst, data).map_err(mem_fault)?;
+                self.write_device(*dst, data).map_err(mem_fault)?;
                 access.add(Kind::Write, *dst, data.len() as u64);
                 Ok(cost::OP_NS + data.len() as f64 / cost::PCIE_BYTES_PER_NS)
             }
             OpKind::DtoH { src, len } => {
-                let bytes = self.memory.read(*src, *len).map_err(mem_fault)?;
+                let bytes = self.read_device(*src, *len).map_err(mem_fault)?;
                 self.outputs.insert((op.stream, op.seq), bytes);
                 access.add(Kind::Read, *src, *len as u64);
                 Ok(cost::OP_NS + *len as f64 / cost::PCIE_BYTES_PER_NS)
             }
             OpKind::DtoD { dst, src, len } => {
-                let bytes = self.memory.read(*src, *len).map_err(mem_fault)?;
-                self.memory.write(*dst, &bytes).map_err(mem_fault)?;
+                let bytes = self.read_device(*src, *len).map_err(mem_fault)?;
+                self.write_device(*dst, &bytes).map_err(mem_fault)?;
                 access.add(Kind::Read, *src, *len as u64);
                 access.add(Kind::Write, *dst, *len as u64);
                 Ok(cost::OP_NS + 2.0 * *len as f64 / cost::DRAM_BYTES_PER_NS)
@@ -321,8 +356,7 @@ impl Driver {
                 let mut at = 0usize;
                 while at < total {
                     let n = chunk.len().min(total - at);
-                    self.memory
-                        .write(*dst + at as u64, &chunk[..n])
+                    self.write_device(*dst + at as u64, &chunk[..n])
                         .map_err(mem_fault)?;
                     at += n;
                 }
@@ -335,7 +369,9 @@ impl Driver {
             }
             OpKind::Free { addr, len } => {
                 access.add(Kind::Write, *addr, *len);
-                self.release_allocation(*addr);
+                if let Some(a) = self.allocations.get_mut(addr) {
+                    a.freed_by = Some((op.stream, op.seq));
+                }
                 Ok(cost::OP_NS)
             }
             OpKind::EventMark { event, generation } => {
@@ -353,42 +389,54 @@ impl Driver {
         }
     }
 
-    /// The bytes a kernel may touch: every allocation a pointer-sized parameter points into,
-    /// read and written. A pointer into memory of another context faults, as on hardware.
-    fn kernel_access(
-        &self,
-        op: &Op,
-        params: &[ptxsim::ParamValue],
-        access: &mut AccessSet,
-    ) -> Result<(), Fault> {
-        for p in params {
-            let ptxsim::ParamValue::U64(v) = *p else {
-                continue;
-            };
-            let Some((start, a)) = self.allocation_at(v) else {
-                continue;
-            };
-            if a.ctx != op.ctx {
-                return Err(Fault {
+    /// Why an address a kernel of `ctx` faulted on is not mapped there, if it is memory of
+    /// another context.
+    fn foreign_note(&self, ctx: u64, addr: u64) -> String {
+        match self.allocation_at(addr) {
+            Some((base, a)) if a.ctx != ctx => format!(
+                " (0x{addr:x} is in allocation 0x{base:x} of context {:?} on device {}: memory \
+                 of another context is not mapped in this one)",
+                handle(Tag::Context, a.ctx),
+                a.device
+            ),
+            _ => String::new(),
+        }
+    }
+
+    /// An access, ordered after a stream-ordered free, to the memory it freed (which stays
+    /// mapped for a while: see [`crate::state::Allocation::freed_by`]). An access concurrent
+    /// with the free is left to the race check.
+    fn use_after_free(&self, op: &Op, access: &AccessSet) -> Option<Fault> {
+        if matches!(op.kind, OpKind::Free { .. }) {
+            return None;
+        }
+        let ranges = [&access.reads, &access.writes, &access.atomics];
+        ranges
+            .iter()
+            .flat_map(|r| r.ranges())
+            .find_map(|&(start, _)| {
+                let (base, a) = self.allocation_at(start)?;
+                let (s, n) = a.freed_by?;
+                op.clock.covers(s, n).then(|| Fault {
                     code: CUDA_ERROR_ILLEGAL_ADDRESS,
                     report: format!(
-                        "{} was given 0x{v:x}, inside allocation 0x{start:x} of context {:?} \
-                         (device {}): memory of another context is not accessible",
-                        op.what,
-                        handle(Tag::Context, a.ctx),
-                        a.device
-                    ),
-                });
-            }
-            access.add(Kind::Read, start, a.len);
-            access.add(Kind::Write, start, a.len);
-        }
-        Ok(())
+                    "{} accessed 0x{start:x} in allocation 0x{base:x}, which a cuMemFreeAsync on \
+                     stream {:?} ordered before it freed",
+                    op.what,
+                    handle(Tag::Stream, s)
+                ),
+                })
+            })
     }
 
     /// Ends context `ctx` with `fault`: reported, sticky, and its queued work dropped.
     pub fn fault(&mut self, ctx: u64, fault: Fault) {
         report(&fault.report);
+        self.end_context(ctx, fault);
+    }
+
+    /// Makes `fault` the sticky error of `ctx` (unless it has one) and drops its queued work.
+    fn end_context(&mut self, ctx: u64, fault: Fault) {
         let Some(c) = self.contexts.get_mut(&ctx) else {
             return;
         };
@@ -399,6 +447,30 @@ impl Driver {
             s.queue.clear();
             s.done = s.submitted;
         }
+    }
+}
+
+/// Collects a kernel's global memory accesses.
+struct AccessWatcher<'a> {
+    access: &'a mut AccessSet,
+    /// The last global address accessed (a faulting access is reported before it faults).
+    last_global: Option<u64>,
+}
+
+impl ptxsim::Observer for AccessWatcher<'_> {
+    #[inline]
+    fn access(&mut self, event: &ptxsim::trace::Access) {
+        use ptxsim::trace::{AccessKind, MemSpace};
+        if event.space != MemSpace::Global {
+            return;
+        }
+        let kind = match event.kind {
+            AccessKind::Load => Kind::Read,
+            AccessKind::Store => Kind::Write,
+            AccessKind::Atomic => Kind::Atomic,
+        };
+        self.last_global = Some(event.addr);
+        self.access.add(kind, event.addr, u64::from(event.bytes));
     }
 }
 
@@ -422,6 +494,9 @@ fn kernel_fault(what: &str, e: ptxsim::SimError) -> Fault {
             if msg.contains("out of bounds") || msg.contains("not inside any allocation") =>
         {
             CUDA_ERROR_ILLEGAL_ADDRESS
+        }
+        ptxsim::SimError::Fault { msg, .. } if msg.contains("exceeded its limit") => {
+            CUDA_ERROR_LAUNCH_TIMEOUT
         }
         ptxsim::SimError::Memory(_) => CUDA_ERROR_ILLEGAL_ADDRESS,
         _ => CUDA_ERROR_LAUNCH_FAILED,

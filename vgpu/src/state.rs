@@ -58,6 +58,9 @@ pub struct Context {
     pub fault: Option<Fault>,
     /// The last operations of its destroyed streams (a context synchronize waits for them).
     pub retired: Clock,
+    /// Its device memory. Each context has its own, at addresses no other context uses, so a
+    /// kernel that dereferences another context's (or device's) pointer faults, as on hardware.
+    pub memory: ptxsim::Memory,
 }
 
 pub struct Stream {
@@ -118,10 +121,15 @@ pub struct Allocation {
     pub device: i32,
     /// A `cuMemFreeAsync` of it was submitted: nothing new may use it.
     pub freeing: bool,
+    /// The `cuMemFreeAsync` ran: (stream, operation number). Its memory stays mapped until no
+    /// operation concurrent with the free can run, so that such an operation is reported as a
+    /// race with the free, and one ordered after it as a use after free.
+    pub freed_by: Option<(u64, u64)>,
 }
 
 /// An executed operation, kept while a concurrent one may still come.
 pub struct Done {
+    pub ctx: u64,
     pub stream: u64,
     pub seq: u64,
     pub what: String,
@@ -140,7 +148,8 @@ pub struct Driver {
     /// Live allocations by start address.
     pub allocations: BTreeMap<u64, Allocation>,
     pub allocated_bytes: u64,
-    pub memory: ptxsim::Memory,
+    /// Contexts created so far: numbers their address regions.
+    regions: u64,
     /// What the host has seen finish: every later operation happens after it.
     pub host_clock: Clock,
     pub history: Vec<Done>,
@@ -175,7 +184,7 @@ impl Driver {
             functions: BTreeMap::new(),
             allocations: BTreeMap::new(),
             allocated_bytes: 0,
-            memory: ptxsim::Memory::new(),
+            regions: 0,
             host_clock: Clock::new(),
             history: Vec::new(),
             outputs: HashMap::new(),
@@ -208,6 +217,11 @@ impl Driver {
     /// Creates a context on `device` with its legacy default stream.
     pub fn create_context(&mut self, device: i32, primary: bool, flags: u32) -> u64 {
         let id = self.new_id();
+        // Context n's memory starts n TiB above ptxsim's first address (regions repeat after
+        // 2^20 contexts, far more than a process creates).
+        self.regions += 1;
+        let mut memory = ptxsim::Memory::new();
+        memory.alloc_at_offset(0, (self.regions % (1 << 20)) << 40);
         let null_stream = self.new_id();
         self.streams.insert(
             null_stream,
@@ -232,6 +246,7 @@ impl Driver {
                 null_stream,
                 fault: None,
                 retired: Clock::new(),
+                memory,
             },
         );
         id
@@ -333,8 +348,8 @@ impl Driver {
         self.check_fault(ctx)
     }
 
-    /// Resolves a stream handle used by the calling thread: 0 and CU_STREAM_LEGACY are the current
-    /// context's legacy default stream; any other stream must belong to the current context.
+    /// Resolves a stream handle: 0 and CU_STREAM_LEGACY are the calling thread's current
+    /// context's legacy default stream; any other stream is its own context's.
     pub fn stream(&self, h: Handle) -> Result<u64, CUresult> {
         let raw = h as usize;
         if raw == 0 || raw == CU_STREAM_LEGACY {
@@ -357,7 +372,9 @@ impl Driver {
             note(&format!("stream {h:?} does not exist (destroyed?)"));
             return Err(CUDA_ERROR_INVALID_HANDLE);
         };
-        self.require_current(s.ctx, &format!("stream {h:?}"))?;
+        // A stream carries its context: work queued on it runs there, whichever context is
+        // current on the calling thread.
+        self.check_fault(s.ctx)?;
         Ok(id)
     }
 
@@ -366,7 +383,7 @@ impl Driver {
         let found = self.allocations.range(..=addr).next_back();
         match found {
             Some((&start, a)) if addr.checked_add(len).is_some_and(|e| e <= start + a.len) => {
-                if a.freeing {
+                if a.freeing || a.freed_by.is_some() {
                     note(&format!(
                         "{what}: 0x{addr:x} is in allocation 0x{start:x} whose cuMemFreeAsync was \
                          already submitted"
@@ -417,13 +434,16 @@ impl Driver {
             ));
             return Err(CUDA_ERROR_OUT_OF_MEMORY);
         }
-        let addr = self.memory.alloc(bytes);
+        let Some(memory) = self.contexts.get_mut(&ctx).map(|c| &mut c.memory) else {
+            return Err(CUDA_ERROR_INVALID_CONTEXT);
+        };
+        let addr = memory.alloc(bytes);
         let chunk = vec![0xffu8; bytes.min(1 << 20)];
         let mut at = 0usize;
         while at < bytes {
             let n = chunk.len().min(bytes - at);
             // The range lies inside the allocation just made.
-            let _ = self.memory.write(addr + at as u64, &chunk[..n]);
+            let _ = memory.write(addr + at as u64, &chunk[..n]);
             at += n;
         }
         self.allocations.insert(
@@ -433,6 +453,7 @@ impl Driver {
                 ctx,
                 device,
                 freeing: false,
+                freed_by: None,
             },
         );
         self.allocated_bytes += len;
@@ -443,10 +464,41 @@ impl Driver {
     pub fn release_allocation(&mut self, addr: u64) {
         if let Some(a) = self.allocations.remove(&addr) {
             self.allocated_bytes -= a.len;
-            // It is live in ptxsim's memory: `allocate` made it and only this function frees it.
-            let _ = self.memory.free(addr);
+            if let Some(c) = self.contexts.get_mut(&a.ctx) {
+                // It is live in the context's memory: `allocate` made it and only this
+                // function frees it.
+                let _ = c.memory.free(addr);
+            }
         }
     }
+
+    /// Reads device memory of whichever context owns `addr`.
+    pub fn read_device(&self, addr: u64, len: usize) -> Result<Vec<u8>, ptxsim::SimError> {
+        let ctx = self.owner(addr)?;
+        match self.contexts.get(&ctx) {
+            Some(c) => c.memory.read(addr, len),
+            None => Err(unmapped(addr)),
+        }
+    }
+
+    /// Writes device memory of whichever context owns `addr`.
+    pub fn write_device(&mut self, addr: u64, data: &[u8]) -> Result<(), ptxsim::SimError> {
+        let ctx = self.owner(addr)?;
+        match self.contexts.get_mut(&ctx) {
+            Some(c) => c.memory.write(addr, data),
+            None => Err(unmapped(addr)),
+        }
+    }
+
+    fn owner(&self, addr: u64) -> Result<u64, ptxsim::SimError> {
+        self.allocation_at(addr)
+            .map(|(_, a)| a.ctx)
+            .ok_or_else(|| unmapped(addr))
+    }
+}
+
+fn unmapped(addr: u64) -> ptxsim::SimError {
+    ptxsim::SimError::Memory(format!("0x{addr:x} is not in any live allocation (freed?)"))
 }
 
 /// Bytes the host can still give (`MemAvailable` less a reserve), or unlimited where unknown.

@@ -31,7 +31,7 @@ fn launch(
         let f = &d.functions[&fid];
         (f.ctx, f.name.clone())
     };
-    d.require_current(fctx, &format!("function `{name}`"))?;
+    d.check_fault(fctx)?;
     let s = d.stream(stream)?;
     if d.streams.get(&s).map(|s| s.ctx) != Some(fctx) {
         note(&format!(

@@ -7,7 +7,7 @@ use std::ffi::c_char;
 use super::guard;
 use crate::report::last;
 
-/// Copies the last report, NUL-terminated and truncated to `len` bytes, into `buf` (if not
+/// Copies the calling thread's last report, NUL-terminated and truncated to `len` bytes, into `buf` (if not
 /// null) and returns its full length in bytes (without the NUL).
 ///
 /// # Safety
