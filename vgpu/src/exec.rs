@@ -12,6 +12,10 @@ use crate::clock::Clock;
 use crate::report::report;
 use crate::state::{handle, Done, Driver, Fault, Tag};
 
+/// Queued host data plus freed-but-mapped memory above which queued work runs without being
+/// observed (see [`Driver::relieve_memory_pressure`]).
+pub const PRESSURE_BYTES: u64 = 1 << 30;
+
 /// One unit of queued work.
 pub struct Op {
     pub seq: u64,
@@ -165,6 +169,42 @@ impl Driver {
         }
     }
 
+    /// Keeps unobserved work from holding the host's memory: once queued host-to-device data
+    /// and freed-but-mapped allocations pass [`PRESSURE_BYTES`], the queued work runs (a
+    /// schedule the device could have chosen; the host has observed nothing) and freed memory
+    /// is unmapped at once. An access concurrent with such a free then faults
+    /// (CUDA_ERROR_ILLEGAL_ADDRESS) instead of being reported as a race with it.
+    pub fn relieve_memory_pressure(&mut self) {
+        let staged: u64 = self
+            .streams
+            .values()
+            .flat_map(|s| s.queue.iter())
+            .map(|op| match &op.kind {
+                OpKind::HtoD { data, .. } => data.len() as u64,
+                _ => 0,
+            })
+            .sum();
+        let freed: u64 = self
+            .allocations
+            .values()
+            .filter(|a| a.freeing)
+            .map(|a| a.len)
+            .sum();
+        if staged + freed <= PRESSURE_BYTES {
+            return;
+        }
+        self.run_everything();
+        let released: Vec<u64> = self
+            .allocations
+            .iter()
+            .filter(|(_, a)| a.freed_by.is_some())
+            .map(|(&addr, _)| addr)
+            .collect();
+        for addr in released {
+            self.release_allocation(addr);
+        }
+    }
+
     fn run_everything(&mut self) {
         let all: Vec<(u64, u64)> = self
             .streams
@@ -232,7 +272,7 @@ impl Driver {
         }
     }
 
-    fn execute(&mut self, op: Op) {
+    fn execute(&mut self, mut op: Op) {
         let faulted = self.contexts.get(&op.ctx).is_none_or(|c| c.fault.is_some());
         if faulted {
             // A faulted context's device stops: its queued work never runs.
@@ -240,6 +280,10 @@ impl Driver {
         }
         let mut access = AccessSet::new();
         let result = self.perform(&op, &mut access);
+        if let OpKind::HtoD { data, .. } = &mut op.kind {
+            let buf = std::mem::take(data);
+            self.unstage(buf);
+        }
         match result {
             Ok(ns) => self.sim_time_ns += ns,
             Err(fault) => {

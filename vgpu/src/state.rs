@@ -155,6 +155,9 @@ pub struct Driver {
     pub history: Vec<Done>,
     /// Host copies of device-to-host transfers, by (stream, operation number).
     pub outputs: HashMap<(u64, u64), Vec<u8>>,
+    /// Host buffers of executed host-to-device copies, kept for the next copies' staging (a
+    /// fresh buffer of hundreds of MB costs more in page faults than the copy itself).
+    spare: Vec<Vec<u8>>,
     /// Simulated device time, advanced by each executed operation (see `exec::cost_ns`).
     pub sim_time_ns: f64,
     pub launches: u64,
@@ -188,6 +191,7 @@ impl Driver {
             host_clock: Clock::new(),
             history: Vec::new(),
             outputs: HashMap::new(),
+            spare: Vec::new(),
             sim_time_ns: 0.0,
             launches: 0,
             next_id: 1,
@@ -421,6 +425,7 @@ impl Driver {
     /// Allocates `len` bytes for `ctx`, filled with 0xff bytes (NaN in every float type) so that
     /// reading memory nobody wrote shows.
     pub fn allocate(&mut self, ctx: u64, len: u64) -> Result<u64, CUresult> {
+        self.relieve_memory_pressure();
         let device = self.contexts.get(&ctx).map_or(0, |c| c.device);
         let available =
             host_available_bytes().min(TOTAL_MEMORY.saturating_sub(self.allocated_bytes));
@@ -469,6 +474,30 @@ impl Driver {
                 // function frees it.
                 let _ = c.memory.free(addr);
             }
+        }
+    }
+
+    /// A staging buffer holding a copy of `data`, reusing a spare one where it fits.
+    pub fn stage(&mut self, data: &[u8]) -> Vec<u8> {
+        let fit = self
+            .spare
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.capacity() >= data.len())
+            .min_by_key(|(_, b)| b.capacity())
+            .map(|(i, _)| i);
+        let mut buf = fit.map_or_else(Vec::new, |i| self.spare.swap_remove(i));
+        buf.clear();
+        buf.extend_from_slice(data);
+        buf
+    }
+
+    /// Keeps an executed copy's staging buffer for reuse (up to 1 GiB of them).
+    pub fn unstage(&mut self, buf: Vec<u8>) {
+        const KEEP: usize = 1 << 30;
+        let kept: usize = self.spare.iter().map(Vec::capacity).sum();
+        if buf.capacity() >= 1 << 20 && kept + buf.capacity() <= KEEP {
+            self.spare.push(buf);
         }
     }
 

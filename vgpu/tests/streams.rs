@@ -341,3 +341,55 @@ fn elapsed_time_comes_from_the_cost_model() {
         "{t_small} ms, {t_large} ms"
     );
 }
+
+#[test]
+fn a_host_to_device_copy_takes_the_host_bytes_at_the_call() {
+    let ctx = own_context(0);
+    let stream = ctx.default_stream();
+    let buf = stream.alloc_zeros::<u32>(4).unwrap();
+    let (ptr, _sync) = buf.device_ptr(&stream);
+    let mut host = [1u32, 2, 3, 4];
+    assert_eq!(
+        raw!(cuMemcpyHtoDAsync_v2(
+            ptr,
+            host.as_ptr().cast(),
+            16,
+            stream.cu_stream()
+        )),
+        CUresult::CUDA_SUCCESS
+    );
+    host = [9; 4];
+    let mut back = [0u32; 4];
+    assert_eq!(
+        raw!(cuMemcpyDtoHAsync_v2(
+            back.as_mut_ptr().cast(),
+            ptr,
+            16,
+            stream.cu_stream()
+        )),
+        CUresult::CUDA_SUCCESS
+    );
+    assert_eq!(back, [1, 2, 3, 4], "not {host:?}");
+}
+
+/// Unobserved work does not hold the host's memory: past 1 GiB of queued uploads and freed
+/// allocations, the queued work runs and freed memory is returned.
+#[test]
+fn unobserved_frees_do_not_accumulate() {
+    let ctx = own_context(0);
+    let stream = ctx.default_stream();
+    const CHUNK: usize = 64 << 20;
+    for _ in 0..24 {
+        // SAFETY: never read; allocated and freed only.
+        let buf = unsafe { stream.alloc::<u8>(CHUNK) }.unwrap();
+        drop(buf); // cuMemFreeAsync, never observed in this loop
+    }
+    let (mut free, mut total) = (0usize, 0usize);
+    assert_eq!(
+        raw!(cuMemGetInfo_v2(&mut free, &mut total)),
+        CUresult::CUDA_SUCCESS
+    );
+    let held = total - free;
+    assert!(held <= (1 << 30) + 2 * CHUNK, "{held} bytes still held");
+    ctx.synchronize().unwrap();
+}

@@ -180,9 +180,10 @@ fn htod(
     }
     let src = input(src, &format!("{name}: srcHost"))?;
     d.allocation_range(dst, bytes as u64, name)?;
+    d.relieve_memory_pressure();
     // SAFETY: `src` is non-null (checked) and the caller's contract is that it points at
     // `bytes` readable bytes.
-    let data = unsafe { std::slice::from_raw_parts(src.cast::<u8>(), bytes) }.to_vec();
+    let data = d.stage(unsafe { std::slice::from_raw_parts(src.cast::<u8>(), bytes) });
     d.submit(
         s,
         OpKind::HtoD { dst, data },
