@@ -270,6 +270,35 @@ impl Driver {
         for addr in released {
             self.release_allocation(addr);
         }
+        self.forget_settled_streams();
+    }
+
+    /// Drops destroyed streams from every clock once nothing they did is left to check: no
+    /// history entry, so no race can involve them. Keeps clocks (copied into every operation)
+    /// from growing with every stream a long process ever created.
+    fn forget_settled_streams(&mut self) {
+        let dead: Vec<u64> = self
+            .host_clock
+            .entries()
+            .iter()
+            .map(|&(s, _)| s)
+            .filter(|s| !self.streams.contains_key(s))
+            .filter(|s| self.history.iter().all(|d| d.stream != *s))
+            .collect();
+        for s in dead {
+            self.host_clock.forget(s);
+            for stream in self.streams.values_mut() {
+                stream.clock.forget(s);
+            }
+            for c in self.contexts.values_mut() {
+                c.retired.forget(s);
+            }
+            for e in self.events.values_mut() {
+                if let Some(r) = e.record.as_mut() {
+                    r.clock.forget(s);
+                }
+            }
+        }
     }
 
     fn execute(&mut self, mut op: Op) {

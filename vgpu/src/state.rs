@@ -3,7 +3,6 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::ffi::c_void;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::abi::*;
@@ -83,7 +82,6 @@ pub struct Stream {
 
 /// Where and when an event was last recorded.
 pub struct Recorded {
-    pub stream: u64,
     pub clock: Clock,
     pub generation: u64,
     /// Simulated time when the recorded work finished; `None` until it has.
@@ -652,19 +650,4 @@ pub fn input<T>(p: *const T, name: &str) -> Result<*const T, CUresult> {
     } else {
         Ok(p)
     }
-}
-
-/// `c_void` out-pointer writer for handles.
-///
-/// # Safety
-/// `p` is non-null (checked by [`out`]) and points at a writable `Handle` (the caller's
-/// contract, as with the real driver).
-pub unsafe fn write_handle(p: *mut Handle, h: Handle) {
-    // SAFETY: the caller's contract above.
-    unsafe { p.write(h) }
-}
-
-/// A handle's debug form for reports.
-pub fn show(h: *mut c_void) -> String {
-    format!("{h:?}")
 }

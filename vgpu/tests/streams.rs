@@ -393,3 +393,25 @@ fn unobserved_frees_do_not_accumulate() {
     assert!(held <= (1 << 30) + 2 * CHUNK, "{held} bytes still held");
     ctx.synchronize().unwrap();
 }
+
+#[test]
+fn an_event_outlives_the_stream_it_was_recorded_on() {
+    let ctx = untracked_context();
+    let f = kernels(&ctx).load_function("fill_u32").unwrap();
+    let buf = ctx.default_stream().alloc_zeros::<u32>(32).unwrap();
+    ctx.synchronize().unwrap();
+    let event = {
+        let short_lived = ctx.new_stream().unwrap();
+        fill(&short_lived, &f, &buf, 0, 32, 6);
+        short_lived.record_event(None).unwrap()
+    };
+    // Many streams come and go; the host observes them all.
+    for _ in 0..200 {
+        let s = ctx.new_stream().unwrap();
+        s.synchronize().unwrap();
+    }
+    let reader = ctx.new_stream().unwrap();
+    reader.wait(&event).unwrap();
+    assert_eq!(reader.clone_dtoh(&buf).unwrap(), vec![6; 32]);
+    ctx.synchronize().unwrap();
+}

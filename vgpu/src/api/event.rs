@@ -104,7 +104,6 @@ fn record(d: &mut Driver, event: Handle, stream: Handle) -> Result<(), CUresult>
     if let Some(ev) = d.events.get_mut(&e) {
         ev.generation = generation;
         ev.record = Some(Recorded {
-            stream: s,
             clock,
             generation,
             time_ns: None,
