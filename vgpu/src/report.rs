@@ -20,7 +20,9 @@ pub fn report(msg: &str) {
 /// Records `msg` as the calling thread's last report without printing it (argument errors,
 /// which a caller probing bad input would otherwise flood stderr with).
 pub fn note(msg: &str) {
-    LAST.with(|last| {
+    // `try_with`: during thread teardown the slot may be gone; the report was printed or is
+    // an argument error nobody can ask about any more.
+    let _ = LAST.try_with(|last| {
         let mut last = last.borrow_mut();
         last.clear();
         last.push_str(msg);
@@ -29,5 +31,6 @@ pub fn note(msg: &str) {
 
 /// The calling thread's last report.
 pub fn last() -> String {
-    LAST.with(|last| last.borrow().clone())
+    LAST.try_with(|last| last.borrow().clone())
+        .unwrap_or_default()
 }

@@ -603,12 +603,17 @@ thread_local! {
 
 /// The calling thread's current context id.
 pub fn current_id() -> Option<u64> {
-    CONTEXT_STACK.with(|s| s.borrow().last().copied())
+    // `try_with`: during thread teardown (a context dropped by a thread-local destructor) the
+    // stack may already be gone, which means no current context.
+    CONTEXT_STACK
+        .try_with(|s| s.borrow().last().copied())
+        .ok()
+        .flatten()
 }
 
 /// Replaces the current context (`cuCtxSetCurrent`); `None` pops it.
 pub fn set_current(ctx: Option<u64>) {
-    CONTEXT_STACK.with(|s| {
+    let _ = CONTEXT_STACK.try_with(|s| {
         let mut s = s.borrow_mut();
         s.pop();
         if let Some(c) = ctx {
@@ -619,17 +624,20 @@ pub fn set_current(ctx: Option<u64>) {
 
 /// Pushes a context (`cuCtxPushCurrent`, `cuCtxCreate`).
 pub fn push_current(ctx: u64) {
-    CONTEXT_STACK.with(|s| s.borrow_mut().push(ctx));
+    let _ = CONTEXT_STACK.try_with(|s| s.borrow_mut().push(ctx));
 }
 
 /// Pops the current context (`cuCtxPopCurrent`).
 pub fn pop_current() -> Option<u64> {
-    CONTEXT_STACK.with(|s| s.borrow_mut().pop())
+    CONTEXT_STACK
+        .try_with(|s| s.borrow_mut().pop())
+        .ok()
+        .flatten()
 }
 
 /// Removes `ctx` from the calling thread's stack (it was destroyed).
 pub fn forget_current(ctx: u64) {
-    CONTEXT_STACK.with(|s| s.borrow_mut().retain(|&c| c != ctx));
+    let _ = CONTEXT_STACK.try_with(|s| s.borrow_mut().retain(|&c| c != ctx));
 }
 
 /// A null pointer check for out-parameters.

@@ -985,3 +985,99 @@ fn cudarc_safe_api_round_trip() {
     let (p, _s) = input.device_ptr(&stream);
     assert_ne!(p, 0);
 }
+
+/// Garbage, stale and wrong-kind handles get an error, never a crash or an internal error.
+#[test]
+fn garbage_handles_are_refused() {
+    let ctx = own_context(0);
+    let module = kernels(&ctx);
+    let f = module.load_function("fill_u32").unwrap().cu_function();
+    let mut s = null_mut();
+    assert_eq!(raw!(cuStreamCreate(&mut s, 1)), OK);
+    let mut e = null_mut();
+    assert_eq!(raw!(cuEventCreate(&mut e, 0)), OK);
+    let tag = |h: *mut c_void, id: u64| ((h as u64 & !((1 << 56) - 1)) | id) as *mut c_void;
+    let mut handles: Vec<*mut c_void> = vec![
+        0x3 as *mut c_void,
+        0xdead_beef as *mut c_void,
+        usize::MAX as *mut c_void,
+        ctx.cu_ctx().cast(),
+        f.cast(),
+        s.cast(),
+        e.cast(),
+    ];
+    for real in [ctx.cu_ctx().cast(), f.cast(), s.cast(), e.cast()] {
+        handles.push(tag(real, 0));
+        handles.push(tag(real, (1 << 56) - 1));
+    }
+    let garbage = |h: *mut c_void, real: *mut c_void| h != real;
+    for &h in &handles {
+        let mut p = null_mut();
+        let mut v = 0;
+        let mut ms = 0f32;
+        let mut out = 0u64;
+        let results = [
+            (
+                garbage(h, ctx.cu_ctx().cast()),
+                raw!(cuCtxSetCurrent(h.cast())),
+            ),
+            (
+                garbage(h, ctx.cu_ctx().cast()),
+                raw!(cuCtxPushCurrent_v2(h.cast())),
+            ),
+            (garbage(h, s.cast()), raw!(cuStreamSynchronize(h.cast()))),
+            (garbage(h, s.cast()), raw!(cuStreamQuery(h.cast()))),
+            (garbage(h, s.cast()), raw!(cuStreamGetCtx(h.cast(), &mut p))),
+            (
+                garbage(h, s.cast()),
+                raw!(cuStreamWaitEvent(h.cast(), e, 0)),
+            ),
+            (
+                garbage(h, e.cast()),
+                raw!(cuStreamWaitEvent(s, h.cast(), 0)),
+            ),
+            (garbage(h, e.cast()), raw!(cuEventRecord(h.cast(), s))),
+            (garbage(h, e.cast()), raw!(cuEventSynchronize(h.cast()))),
+            (garbage(h, e.cast()), raw!(cuEventQuery(h.cast()))),
+            (
+                garbage(h, e.cast()),
+                raw!(cuEventElapsedTime_v2(&mut ms, h.cast(), e)),
+            ),
+            (
+                garbage(h, f.cast()),
+                raw!(cuFuncGetAttribute(
+                    &mut v,
+                    sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_PTX_VERSION,
+                    h.cast()
+                )),
+            ),
+            (true, raw!(cuModuleUnload(h.cast()))),
+            (
+                true,
+                raw!(cuMemAllocAsync(
+                    &mut out,
+                    8,
+                    if garbage(h, s.cast()) {
+                        h.cast()
+                    } else {
+                        0x9 as sys::CUstream
+                    }
+                )),
+            ),
+        ];
+        ctx.bind_to_thread().unwrap();
+        for (i, (should_fail, rc)) in results.into_iter().enumerate() {
+            assert_ne!(
+                rc,
+                CUresult::CUDA_ERROR_UNKNOWN,
+                "call {i} with {h:?}: {}",
+                last_report()
+            );
+            if should_fail {
+                assert_ne!(rc, OK, "call {i} accepted {h:?}");
+            }
+        }
+    }
+    assert_eq!(raw!(cuStreamDestroy_v2(s)), OK);
+    assert_eq!(raw!(cuEventDestroy_v2(e)), OK);
+}
