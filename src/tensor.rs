@@ -6,7 +6,7 @@ use cudarc::driver::{CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr, De
 
 use crate::element::Element;
 use crate::error::{cuda, Error, Result};
-use crate::reference::check_len;
+use crate::reference::{check_len, host_buffer};
 use crate::shape::{Layout, Shape};
 
 mod sealed {
@@ -228,7 +228,7 @@ impl<T: Element> DeviceTensor<T> {
     /// Errors if the tensor lives in another context than `stream`.
     pub fn to_host(&self, stream: &Arc<CudaStream>) -> Result<Vec<T>> {
         check_context(stream, "tensor", self.stream())?;
-        let mut host = vec![T::default(); self.shape.numel()];
+        let mut host = host_buffer::<T>(&self.shape)?;
         if let Some(storage) = self.checked_storage()? {
             stream
                 .memcpy_dtoh(storage, &mut host)
