@@ -6,9 +6,13 @@
 //! arguments actually violate. Never a panic, a hang, a device fault or a sticky error.
 //!
 //! ```sh
-//! cargo test --release --test fuzz                                    # the CPU entry points
-//! bash .ci/vgpu.sh cargo test --release --test fuzz -- --include-ignored   # and the GPU API
+//! cargo test --release --test fuzz                                        # the CPU entry points
+//! bash .ci/vgpu.sh cargo test --release --test fuzz -- --include-ignored  # and the GPU API
+//! VGPU_DEVICES=2 bash .ci/vgpu.sh cargo test --release --test fuzz gpu_api -- --include-ignored
 //! ```
+//!
+//! The GPU part (`gpu.rs`, `#[ignore = "needs a CUDA GPU"]`) draws tensors and streams from
+//! every device present: with two, tensors of the other device are among its cases.
 //!
 //! The seed is printed; `ADAPTIVE_POOL_TEST_SEED=<seed>` replays a run, adding
 //! `ADAPTIVE_POOL_FUZZ_CASE=<index>` replays the one case a failure names, and
@@ -18,6 +22,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod gen;
+mod gpu;
 mod harness;
 mod oracle;
 
