@@ -11,7 +11,9 @@ use crate::shape::{check_pool_input, Layout, OutputSize, Shape};
 use crate::window;
 
 /// Forward pass: `input` holds `input_shape` in `layout`; returns the output (same layout) and
-/// its shape.
+/// its shape. Errors as PyTorch does for an empty H, W or (4-D) C, if `input`'s length is not
+/// the shape's, if the output's element count overflows, and with [`Error::HostAllocation`] if
+/// the host cannot hold the output.
 ///
 /// ```
 /// use adaptive_pool::{reference, Layout, Shape};
@@ -67,7 +69,8 @@ pub fn forward<T: Element>(
 /// Backward pass: the gradient with respect to the input of shape `input_shape`, given
 /// `grad_output` (of shape `grad_output_shape`, the forward's output shape for that input),
 /// both in `layout`. Each input element receives `grad / area` from every output cell whose
-/// window covers it, summed in f64 and rounded once.
+/// window covers it, summed in f64 and rounded once. Errors as [`forward`] does, and if
+/// `grad_output_shape` is not the input's with other H and W.
 pub fn backward<T: Element>(
     grad_output: &[T],
     grad_output_shape: &Shape,
