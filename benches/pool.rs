@@ -6,6 +6,11 @@
 //!
 //! `cargo bench --bench pool` (filter with e.g. `-- forward/f16`). Where no CUDA device is
 //! present the GPU cases are skipped with a message and only the CPU reference is timed.
+//!
+//! `cargo bench --bench pool -- --test` runs every benchmark once, on the smallest case of
+//! `benches/cases.txt` only, and checks each result against the reference: a quick proof that
+//! every benchmark works (CI runs it on the virtual GPU). Any error (a failed launch, copy or
+//! allocation) stops the benchmark with the error, in either mode; nothing failed is timed.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,23 +26,67 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 /// Bytes of input copies to rotate through: several times the largest L2 (H100/H200: 50 MiB).
 const ROTATION_BYTES: usize = 256 << 20;
 
-/// The cases, from real models (`benches/cases.txt`, shared with `compare_pytorch.py`).
-fn cases() -> Vec<(String, [usize; 4], OutputSize)> {
-    include_str!("cases.txt")
+/// Bytes copied to measure the device-to-device copy bandwidth (1 MiB in `--test` mode, where
+/// the figure is not the point).
+const COPY_BYTES: usize = 256 << 20;
+
+/// How far a benchmark's result may be from the f64 reference in `--test` mode: one rounding
+/// of an f32 accumulation to the storage type (f16: 2^-11, bf16: 2^-8 relative) with room for
+/// the atomic backward's per-contribution roundings: 2^-6 of the values' magnitude (the data
+/// lies in [-1, 1)).
+const TEST_MODE_TOLERANCE: f64 = 1.0 / 64.0;
+
+/// A benchmark case: name, input dims, output size.
+type Case = (String, [usize; 4], OutputSize);
+
+/// The cases, from real models (`benches/cases.txt`, shared with `compare_pytorch.py`); in
+/// `--test` mode only the smallest.
+fn cases(test_mode: bool) -> Vec<Case> {
+    let mut all: Vec<Case> = include_str!("cases.txt")
         .lines()
         .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| {
+        .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            let n: Vec<usize> = f.get(1..7)?.iter().filter_map(|v| v.parse().ok()).collect();
-            (n.len() == 6).then(|| {
-                (
-                    f[0].to_string(),
-                    [n[0], n[1], n[2], n[3]],
-                    (n[4], n[5]).into(),
-                )
-            })
+            let n: Vec<usize> = f
+                .get(1..7)
+                .unwrap_or_default()
+                .iter()
+                .map(|v| {
+                    v.parse()
+                        .unwrap_or_else(|_| stop("reading benches/cases.txt", l))
+                })
+                .collect();
+            if n.len() != 6 {
+                stop(
+                    "reading benches/cases.txt: want name N C H W out_h out_w",
+                    l,
+                );
+            }
+            (
+                f[0].to_string(),
+                [n[0], n[1], n[2], n[3]],
+                (n[4], n[5]).into(),
+            )
         })
-        .collect()
+        .collect();
+    if all.is_empty() {
+        stop("reading benches/cases.txt", "no cases");
+    }
+    if test_mode {
+        all.sort_by_key(|(_, dims, _)| dims.iter().product::<usize>());
+        all.truncate(1);
+    }
+    all
+}
+
+/// Stops the benchmark: a result timed after a failure would be a lie.
+fn stop(doing: &str, error: impl std::fmt::Display) -> ! {
+    panic!("benches/pool.rs: {doing}: {error}")
+}
+
+/// The value, or a stop naming what failed.
+fn or_stop<T, E: std::fmt::Display>(result: Result<T, E>, doing: &str) -> T {
+    result.unwrap_or_else(|e| stop(doing, e))
 }
 
 /// One line of the closing table.
@@ -50,6 +99,8 @@ struct Row {
     gbps: f64,
 }
 
+/// The stream of device 0, or `None` where there is no driver or no device. A device that is
+/// present but cannot be used stops the benchmark.
 fn gpu() -> Option<Arc<CudaStream>> {
     // SAFETY: only tries to open the driver library; nothing in it is called.
     if !unsafe { sys::is_culib_present() } {
@@ -58,44 +109,47 @@ fn gpu() -> Option<Arc<CudaStream>> {
     if !CudaContext::device_count().is_ok_and(|n| n > 0) {
         return None;
     }
-    CudaContext::new(0).ok().map(|ctx| ctx.default_stream())
+    Some(or_stop(CudaContext::new(0), "creating a context on device 0").default_stream())
 }
 
-/// Times `iters` calls of `op(i)` between two CUDA events.
-fn time_on_stream(stream: &Arc<CudaStream>, iters: u64, mut op: impl FnMut(usize)) -> Duration {
+/// Times `iters` calls of `op(i)` between two CUDA events; the first error stops the benchmark.
+fn time_on_stream<E: std::fmt::Display>(
+    stream: &Arc<CudaStream>,
+    iters: u64,
+    what: &str,
+    mut op: impl FnMut(usize) -> Result<(), E>,
+) -> Duration {
     let ctx = stream.context();
-    let start = ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT));
-    let end = ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT));
-    let (Ok(start), Ok(end)) = (start, end) else {
-        return Duration::ZERO;
-    };
-    if start.record(stream).is_err() {
-        return Duration::ZERO;
-    }
+    let flags = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
+    let start = or_stop(ctx.new_event(flags), "creating a timing event");
+    let end = or_stop(ctx.new_event(flags), "creating a timing event");
+    or_stop(start.record(stream), "recording the start event");
     for i in 0..iters {
-        op(i as usize);
+        or_stop(op(i as usize), what);
     }
-    if end.record(stream).is_err() {
-        return Duration::ZERO;
-    }
-    let ms = start.elapsed_ms(&end).unwrap_or(0.0);
+    or_stop(end.record(stream), "recording the end event");
+    let ms = or_stop(start.elapsed_ms(&end), what);
     Duration::from_secs_f64(f64::from(ms) / 1e3)
 }
 
 /// Device-to-device copy bandwidth (read + write bytes per second), for the percentages.
-fn copy_bandwidth(stream: &Arc<CudaStream>) -> f64 {
-    let n = 256usize << 20;
-    let (Ok(src), Ok(mut dst)) = (stream.alloc_zeros::<u8>(n), stream.alloc_zeros::<u8>(n)) else {
-        return f64::NAN;
-    };
+fn copy_bandwidth(stream: &Arc<CudaStream>, bytes: usize) -> f64 {
+    let src = or_stop(
+        stream.alloc_zeros::<u8>(bytes),
+        "allocating the copy source",
+    );
+    let mut dst = or_stop(
+        stream.alloc_zeros::<u8>(bytes),
+        "allocating the copy target",
+    );
     for _ in 0..3 {
-        let _ = stream.memcpy_dtod(&src, &mut dst);
+        or_stop(stream.memcpy_dtod(&src, &mut dst), "warming up the copy");
     }
     let iters = 20;
-    let t = time_on_stream(stream, iters, |_| {
-        let _ = stream.memcpy_dtod(&src, &mut dst);
+    let t = time_on_stream(stream, iters, "timing the copy", |_| {
+        stream.memcpy_dtod(&src, &mut dst)
     });
-    2.0 * n as f64 * iters as f64 / t.as_secs_f64()
+    2.0 * bytes as f64 * iters as f64 / t.as_secs_f64()
 }
 
 fn random<T: Element>(len: usize, seed: u64) -> Vec<T> {
@@ -110,40 +164,70 @@ fn random<T: Element>(len: usize, seed: u64) -> Vec<T> {
         .collect()
 }
 
-fn bench_dtype<T: Element>(c: &mut Criterion, stream: &Arc<CudaStream>, rows: &Mutex<Vec<Row>>) {
-    for (name, dims, size) in cases() {
+/// Inputs to rotate through: never empty.
+struct Rotation<T>(Vec<DeviceTensor<T>>);
+
+impl<T> Rotation<T> {
+    fn new(tensors: Vec<DeviceTensor<T>>) -> Self {
+        if tensors.is_empty() {
+            stop("preparing inputs", "no input copies");
+        }
+        Rotation(tensors)
+    }
+
+    fn get(&self, i: usize) -> &DeviceTensor<T> {
+        &self.0[i % self.0.len()]
+    }
+}
+
+/// In `--test` mode: `got` (downloaded) against the reference `want`.
+fn check<T: Element>(what: &str, got: &[T], want: &[T]) {
+    if got.len() != want.len() {
+        stop(what, format!("{} elements, want {}", got.len(), want.len()));
+    }
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let (g, w) = (g.to_f64(), w.to_f64());
+        if (g - w).abs() > TEST_MODE_TOLERANCE || g.is_nan() {
+            stop(what, format!("element {i} is {g}, the reference says {w}"));
+        }
+    }
+}
+
+fn bench_dtype<T: Element>(
+    c: &mut Criterion,
+    stream: &Arc<CudaStream>,
+    rows: &Mutex<Vec<Row>>,
+    test_mode: bool,
+) {
+    for (name, dims, size) in cases(test_mode) {
         let name = &name;
         for layout in Layout::ALL {
-            let Ok(shape) = Shape::new(&dims) else {
-                continue;
-            };
-            let Ok(out_shape) = size.resolve(&shape) else {
-                continue;
-            };
+            let shape = or_stop(Shape::new(&dims), name);
+            let out_shape = or_stop(size.resolve(&shape), name);
             let bytes_in = shape.numel() * std::mem::size_of::<T>();
             let bytes_out = out_shape.numel() * std::mem::size_of::<T>();
-            let copies = (ROTATION_BYTES / bytes_in.max(1)).clamp(2, 64);
+            let copies = if test_mode {
+                2
+            } else {
+                (ROTATION_BYTES / bytes_in.max(1)).clamp(2, 64)
+            };
             let host = random::<T>(shape.numel(), 1);
-            let inputs: Vec<DeviceTensor<T>> = (0..copies)
-                .filter_map(|_| DeviceTensor::from_host(stream, &host, &dims, layout).ok())
-                .collect();
-            let Ok(mut output) = DeviceTensor::<T>::zeros(stream, out_shape.dims(), layout) else {
-                continue;
+            let upload = |data: &[T], dims: &[usize]| {
+                or_stop(
+                    DeviceTensor::from_host(stream, data, dims, layout),
+                    "copying a benchmark tensor to the device",
+                )
             };
-            let grads: Vec<DeviceTensor<T>> = (0..copies.min(8))
-                .filter_map(|_| {
-                    DeviceTensor::from_host(
-                        stream,
-                        &random::<T>(out_shape.numel(), 2),
-                        out_shape.dims(),
-                        layout,
-                    )
-                    .ok()
-                })
-                .collect();
-            let Ok(mut grad_input) = DeviceTensor::<T>::zeros(stream, &dims, layout) else {
-                continue;
-            };
+            let inputs = Rotation::new((0..copies).map(|_| upload(&host, &dims)).collect());
+            let nan = vec![T::from_f64(f64::NAN); out_shape.numel()];
+            let mut output = upload(&nan, out_shape.dims());
+            let grad_host = random::<T>(out_shape.numel(), 2);
+            let grads = Rotation::new(
+                (0..copies.min(8))
+                    .map(|_| upload(&grad_host, out_shape.dims()))
+                    .collect(),
+            );
+            let mut grad_input = upload(&vec![T::from_f64(f64::NAN); shape.numel()], &dims);
             let pool = AdaptiveAvgPool2d::new(size);
             let tag = format!("{name}/{}/{}", T::DTYPE, layout.name());
             let moved = (bytes_in + bytes_out) as u64;
@@ -160,14 +244,20 @@ fn bench_dtype<T: Element>(c: &mut Criterion, stream: &Arc<CudaStream>, rows: &M
             group.throughput(Throughput::Bytes(moved));
             group.bench_function(BenchmarkId::from_parameter(&tag), |b| {
                 b.iter_custom(|iters| {
-                    let t = time_on_stream(stream, iters, |i| {
-                        let _ = pool.forward_into(stream, &inputs[i % inputs.len()], &mut output);
+                    let what = format!("forward {tag}");
+                    let t = time_on_stream(stream, iters, &what, |i| {
+                        pool.forward_into(stream, inputs.get(i), &mut output)
                     });
                     record(rows, key("forward"), t, iters, moved);
                     t
                 })
             });
             group.finish();
+            if test_mode {
+                let got = or_stop(output.to_host(stream), "downloading the output");
+                let (want, _) = or_stop(reference::forward(&host, &shape, layout, size), name);
+                check(&format!("forward {tag}"), &got, &want);
+            }
 
             for (pass, algorithm) in [
                 ("backward_deterministic", BackwardAlgorithm::Deterministic),
@@ -178,18 +268,23 @@ fn bench_dtype<T: Element>(c: &mut Criterion, stream: &Arc<CudaStream>, rows: &M
                 let pool = pool.with_backward_algorithm(algorithm);
                 group.bench_function(BenchmarkId::from_parameter(&tag), |b| {
                     b.iter_custom(|iters| {
-                        let t = time_on_stream(stream, iters, |i| {
-                            let _ = pool.backward_into(
-                                stream,
-                                &grads[i % grads.len()],
-                                &mut grad_input,
-                            );
+                        let what = format!("{pass} {tag}");
+                        let t = time_on_stream(stream, iters, &what, |i| {
+                            pool.backward_into(stream, grads.get(i), &mut grad_input)
                         });
                         record(rows, key(pass), t, iters, moved);
                         t
                     })
                 });
                 group.finish();
+                if test_mode {
+                    let got = or_stop(grad_input.to_host(stream), "downloading grad_input");
+                    let want = or_stop(
+                        reference::backward(&grad_host, &out_shape, &shape, layout),
+                        name,
+                    );
+                    check(&format!("{pass} {tag}"), &got, &want);
+                }
             }
         }
     }
@@ -202,36 +297,43 @@ fn record(rows: &Mutex<Vec<Row>>, mut row: Row, t: Duration, iters: u64, bytes: 
     let per = t.as_secs_f64() / iters as f64;
     row.micros = per * 1e6;
     row.gbps = bytes as f64 / per / 1e9;
-    if let Ok(mut rows) = rows.lock() {
-        rows.retain(|r| {
-            (r.case.as_str(), r.dtype, r.layout, r.pass)
-                != (row.case.as_str(), row.dtype, row.layout, row.pass)
-        });
-        rows.push(row);
-    }
+    let mut rows = rows.lock().unwrap_or_else(|e| e.into_inner());
+    rows.retain(|r| {
+        (r.case.as_str(), r.dtype, r.layout, r.pass)
+            != (row.case.as_str(), row.dtype, row.layout, row.pass)
+    });
+    rows.push(row);
 }
 
 fn benches(c: &mut Criterion) {
+    let test_mode = std::env::args().any(|a| a == "--test");
     let Some(stream) = gpu() else {
         println!("no CUDA device: the GPU benchmarks are skipped; timing the CPU reference only");
-        let shape = Shape::new(&[8, 64, 28, 28]).expect("a valid shape");
+        let shape = or_stop(Shape::new(&[8, 64, 28, 28]), "the CPU case");
         let host = random::<f32>(shape.numel(), 3);
         c.bench_function("reference/forward/f32/(8,64,28,28)->7", |b| {
-            b.iter(|| reference::forward(&host, &shape, Layout::Nchw, 7))
+            b.iter(|| {
+                or_stop(
+                    reference::forward(&host, &shape, Layout::Nchw, 7),
+                    "reference",
+                )
+            })
         });
         return;
     };
-    let copy = copy_bandwidth(&stream);
+    let copy = copy_bandwidth(&stream, if test_mode { 1 << 20 } else { COPY_BYTES });
     println!("device-to-device copy bandwidth: {:.1} GB/s", copy / 1e9);
     let rows = Mutex::new(Vec::new());
-    bench_dtype::<f32>(c, &stream, &rows);
-    bench_dtype::<f16>(c, &stream, &rows);
-    bench_dtype::<bf16>(c, &stream, &rows);
-    println!(
-        "\n{:<50} {:>12} {:>10} {:>8}",
-        "case", "time (us)", "GB/s", "% copy"
-    );
-    let rows = rows.into_inner().unwrap_or_default();
+    bench_dtype::<f32>(c, &stream, &rows, test_mode);
+    bench_dtype::<f16>(c, &stream, &rows, test_mode);
+    bench_dtype::<bf16>(c, &stream, &rows, test_mode);
+    let rows = rows.into_inner().unwrap_or_else(|e| e.into_inner());
+    if test_mode {
+        println!(
+            "\n--test: every benchmark ran once and matched the reference; the times below are \
+             single runs, not measurements"
+        );
+    }
     println!(
         "\n{:<18} {:>5} {:>5} {:<22} {:>10} {:>9} {:>7}",
         "case", "dtype", "lay", "pass", "time (us)", "GB/s", "% copy"
@@ -266,9 +368,10 @@ fn benches(c: &mut Criterion) {
                 )
             })
             .collect();
-        if let Err(e) = std::fs::write(&path, lines) {
-            eprintln!("cannot write {}: {e}", path.to_string_lossy());
-        }
+        or_stop(
+            std::fs::write(&path, lines),
+            "writing ADAPTIVE_POOL_BENCH_JSON",
+        );
     }
 }
 

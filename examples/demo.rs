@@ -1,6 +1,8 @@
-//! The cases people meet first, on the GPU when there is one, otherwise on ptxsim (the CPU PTX
-//! simulator running the very same kernels). Prints each shape and the largest difference from
-//! the f64 reference.
+//! The cases people meet first, on the GPU when there is one that can run the kernels, otherwise
+//! on ptxsim (the CPU PTX simulator running the very same kernels): with no device, a driver
+//! older than the PTX (`Error::PtxTooNew`) or a device below its lowest architecture
+//! (`Error::UnsupportedDevice`), the demo says so and falls back. Prints each shape and the
+//! largest difference from the f64 reference.
 //!
 //! `cargo run --release --example demo`
 
@@ -11,28 +13,53 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use adaptive_pool::cudarc::driver::{CudaContext, CudaStream};
-use adaptive_pool::{reference, AdaptiveAvgPool2d, DeviceTensor, Layout, OutputSize, Shape};
+use adaptive_pool::{reference, AdaptiveAvgPool2d, DeviceTensor, Error, Layout, OutputSize, Shape};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 /// Where the kernels run.
 enum Runner {
     Gpu(Arc<CudaStream>, String),
-    Simulator(common::sim::Sim),
+    /// The simulator, and why not the GPU (`None`: there is none).
+    Simulator(common::sim::Sim, Option<String>),
+}
+
+/// Whether an error from the GPU's first launch means this device cannot run the crate's
+/// kernels at all (a driver older than the PTX, a device below its lowest architecture), so
+/// that the simulator should run them instead. Any other error is a real failure.
+fn cannot_run_kernels(e: &Error) -> bool {
+    matches!(e, Error::PtxTooNew { .. } | Error::UnsupportedDevice { .. })
 }
 
 impl Runner {
-    fn detect() -> Runner {
+    /// The GPU if there is one that runs the kernels (checked with a tiny forward), otherwise
+    /// the simulator, with the reason.
+    fn detect() -> Result<Runner, Error> {
+        let arch = adaptive_pool::ptx::archs().last().copied().unwrap_or(90);
+        let simulator = |why: Option<String>| {
+            Runner::Simulator(
+                common::sim::Sim::new(arch, ptxsim::BlockOrder::Forward),
+                why,
+            )
+        };
         // SAFETY: only tries to open the driver library; nothing in it is called.
         let driver = unsafe { adaptive_pool::cudarc::driver::sys::is_culib_present() };
-        if driver && CudaContext::device_count().is_ok_and(|n| n > 0) {
-            if let Ok(ctx) = CudaContext::new(0) {
-                let name = ctx.name().unwrap_or_else(|_| "CUDA device 0".into());
-                return Runner::Gpu(ctx.default_stream(), name);
-            }
+        if !driver || !CudaContext::device_count().is_ok_and(|n| n > 0) {
+            return Ok(simulator(None));
         }
-        let arch = adaptive_pool::ptx::archs().last().copied().unwrap_or(90);
-        Runner::Simulator(common::sim::Sim::new(arch, ptxsim::BlockOrder::Forward))
+        let Ok(ctx) = CudaContext::new(0) else {
+            return Ok(simulator(None));
+        };
+        let name = ctx.name().unwrap_or_else(|_| "CUDA device 0".into());
+        let stream = ctx.default_stream();
+        let probe = DeviceTensor::from_host(&stream, &[1.0f32; 4], &[1, 2, 2], Layout::Nchw)
+            .and_then(|x| AdaptiveAvgPool2d::new(1).forward(&stream, &x))
+            .and_then(|y| y.to_host(&stream));
+        match probe {
+            Ok(_) => Ok(Runner::Gpu(stream, name)),
+            Err(e) if cannot_run_kernels(&e) => Ok(simulator(Some(format!("{name}: {e}")))),
+            Err(e) => Err(e),
+        }
     }
 
     fn forward(&self, input: &[f32], shape: &Shape, size: OutputSize) -> Result<Vec<f32>, String> {
@@ -46,7 +73,7 @@ impl Runner {
                     .map_err(|e| e.to_string())?;
                 y.to_host(s).map_err(|e| e.to_string())
             }
-            Runner::Simulator(sim) => Ok(sim.forward(
+            Runner::Simulator(sim, _) => Ok(sim.forward(
                 input,
                 shape,
                 Layout::Nchw,
@@ -72,7 +99,7 @@ impl Runner {
                     .map_err(|e| e.to_string())?;
                 gi.to_host(s).map_err(|e| e.to_string())
             }
-            Runner::Simulator(sim) => Ok(sim.backward(
+            Runner::Simulator(sim, _) => Ok(sim.backward(
                 grad,
                 grad_shape,
                 input_shape,
@@ -98,18 +125,25 @@ fn max_diff(a: &[f32], b: &[f32]) -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let runner = Runner::detect();
+    let runner = Runner::detect()?;
     match &runner {
         Runner::Gpu(_, name) => println!("adaptive-pool demo on {name}\n"),
-        Runner::Simulator(sim) => {
+        Runner::Simulator(sim, why) => {
             if let Some(reason) = adaptive_pool::ptx::not_built_reason() {
                 println!("The kernels were not built, so nothing can run: {reason}");
                 return Ok(());
             }
+            match why {
+                None => println!("No CUDA device found."),
+                Some(why) => println!(
+                    "A CUDA device was found but cannot run the crate's kernels: {why}.\n\
+                     Falling back to the simulator."
+                ),
+            }
             println!(
-                "No CUDA device found. Running the crate's real kernels (the PTX NVRTC built for \
-                 compute_{}) on ptxsim, the CPU PTX simulator in this repository: slow, but \
-                 the same instructions a GPU would execute.\n",
+                "Running the crate's real kernels (the PTX NVRTC built for compute_{}) on \
+                 ptxsim, the CPU PTX simulator in this repository: slow, but the same \
+                 instructions a GPU would execute.\n",
                 sim.arch
             )
         }
@@ -205,7 +239,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let elapsed = start_all.elapsed().as_secs_f64();
     match &runner {
         Runner::Gpu(..) => println!("\nall cases in {elapsed:.3} s"),
-        Runner::Simulator(sim) => {
+        Runner::Simulator(sim, _) => {
             let stats = sim.stats.lock().map(|s| *s).unwrap_or_default();
             println!(
                 "\nall cases on the simulator in {elapsed:.2} s: {} kernel launches, {} PTX \

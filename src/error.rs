@@ -76,6 +76,18 @@ pub enum Error {
         shape: Vec<usize>,
     },
 
+    /// The host cannot allocate a buffer of this shape (the reference's result, or a tensor's
+    /// host copy).
+    #[error("cannot allocate {bytes} bytes on the host for a {dtype} tensor of shape {shape:?}")]
+    HostAllocation {
+        /// The shape.
+        shape: Vec<usize>,
+        /// The element type.
+        dtype: crate::DType,
+        /// Bytes asked for.
+        bytes: u128,
+    },
+
     /// A tensor lives in a different CUDA context than the stream it is used on.
     #[error(
         "{what} lives on CUDA device {got} but the stream belongs to device {expected}; copy it \

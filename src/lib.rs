@@ -66,7 +66,9 @@ pub use half;
 pub use plan::BackwardAlgorithm;
 pub use pool::AdaptiveAvgPool2d;
 pub use shape::{Layout, OutputSize, Shape};
-pub use tensor::{DeviceTensor, Tensor, TensorView, TensorViewMut};
+pub use tensor::{
+    DeviceStorage, DeviceStorageMut, DeviceTensor, Tensor, TensorView, TensorViewMut,
+};
 
 /// Drops the kernels this crate loaded into `ctx` (and its reference to the context). They are
 /// loaded again on next use. Returns whether any were loaded.

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceSlice};
+use cudarc::driver::{CudaSlice, CudaStream};
 
 use crate::cuda;
 use crate::element::Element;
@@ -11,7 +11,9 @@ use crate::error::{cuda as cuda_err, Error, Result};
 use crate::plan::{self, BackwardAlgorithm};
 use crate::reference::check_grad_output_shape;
 use crate::shape::{check_pool_input, OutputSize, Shape};
-use crate::tensor::{from_checked, DeviceTensor, Tensor};
+use crate::tensor::{
+    check_context, output_tensor, DeviceStorage, DeviceStorageMut, DeviceTensor, Tensor,
+};
 
 /// PyTorch's `torch.nn.AdaptiveAvgPool2d` on a CUDA device.
 ///
@@ -62,25 +64,23 @@ impl AdaptiveAvgPool2d {
     /// Forward pass into a new tensor of the input's layout and rank, queued on `stream`.
     ///
     /// Shapes: `(N, C, H, W)` or `(C, H, W)` in, `(N, C, oH, oW)` or `(C, oH, oW)` out; any
-    /// dtype of [`Element`]; either layout. Nothing waits for the GPU.
-    pub fn forward<T: Element, S: DevicePtr<T>>(
+    /// dtype of [`Element`]; either layout. Nothing waits for the GPU. An empty output holds no
+    /// device memory.
+    pub fn forward<T: Element, S: DeviceStorage<T>>(
         &self,
         stream: &Arc<CudaStream>,
         input: &Tensor<S>,
     ) -> Result<DeviceTensor<T>> {
         let out_shape = self.output_shape(input.dims())?;
-        let mut output = from_checked(
-            alloc::<T>(stream, out_shape.numel())?,
-            out_shape,
-            input.layout(),
-        );
+        check_context(stream, "input", input.stream())?;
+        let mut output = output_tensor(stream, out_shape, input.layout(), |n| alloc(stream, n))?;
         self.forward_into(stream, input, &mut output)?;
         Ok(output)
     }
 
     /// Forward pass into `output`, which must have the output shape and the input's layout.
     /// Allocates nothing and never synchronizes, so it can be captured in a CUDA graph.
-    pub fn forward_into<T: Element, S: DevicePtr<T>, D: DevicePtrMut<T>>(
+    pub fn forward_into<T: Element, S: DeviceStorage<T>, D: DeviceStorageMut<T>>(
         &self,
         stream: &Arc<CudaStream>,
         input: &Tensor<S>,
@@ -89,33 +89,37 @@ impl AdaptiveAvgPool2d {
         const OP: &str = "adaptive_avg_pool2d()";
         let expected = self.output_shape(input.dims())?;
         check_output(OP, "output", &expected, input, output)?;
-        check_context(stream, "input", input.storage())?;
-        check_context(stream, "output", output.storage())?;
-        if expected.numel() == 0 {
-            return Ok(());
-        }
+        check_context(stream, "input", input.stream())?;
+        check_context(stream, "output", output.stream())?;
+        // Re-checked here, right before the launch: the plan below is made for exactly these
+        // lengths.
+        let src = input.checked_storage()?;
+        let Some(dst) = output.checked_storage_mut()? else {
+            return Ok(()); // an empty output: nothing to compute
+        };
         let kernels = cuda::kernels(stream.context())?;
         let limits = kernels.limits();
         let plan = plan::forward(input.shape(), &expected, input.layout(), T::DTYPE, &limits);
-        kernels.execute(stream, &plan, input.storage(), output.storage_mut())
+        kernels.execute(stream, &plan, src, dst)
     }
 
     /// Backward pass: the gradient with respect to an input of PyTorch-ordered `input_dims`,
     /// given `grad_output` (the forward's output shape for that input), in a new tensor of
-    /// grad_output's layout, queued on `stream`.
-    pub fn backward<T: Element, S: DevicePtr<T>>(
+    /// grad_output's layout, queued on `stream`. An empty grad_input holds no device memory.
+    pub fn backward<T: Element, S: DeviceStorage<T>>(
         &self,
         stream: &Arc<CudaStream>,
         grad_output: &Tensor<S>,
         input_dims: &[usize],
     ) -> Result<DeviceTensor<T>> {
+        const OP: &str = "adaptive_avg_pool2d_backward()";
         let input_shape = Shape::new(input_dims)?;
-        check_pool_input("adaptive_avg_pool2d_backward()", &input_shape)?;
-        let mut grad_input = from_checked(
-            alloc::<T>(stream, input_shape.numel())?,
-            input_shape,
-            grad_output.layout(),
-        );
+        check_pool_input(OP, &input_shape)?;
+        check_grad_output(self.output_size, OP, grad_output.shape(), &input_shape)?;
+        check_context(stream, "grad_output", grad_output.stream())?;
+        let mut grad_input = output_tensor(stream, input_shape, grad_output.layout(), |n| {
+            alloc(stream, n)
+        })?;
         self.backward_into(stream, grad_output, &mut grad_input)?;
         Ok(grad_input)
     }
@@ -123,7 +127,7 @@ impl AdaptiveAvgPool2d {
     /// Backward pass into `grad_input`, whose shape is the forward's input shape and whose
     /// layout is grad_output's. Every element of `grad_input` is overwritten. Allocates nothing
     /// and never synchronizes.
-    pub fn backward_into<T: Element, S: DevicePtr<T>, D: DevicePtrMut<T>>(
+    pub fn backward_into<T: Element, S: DeviceStorage<T>, D: DeviceStorageMut<T>>(
         &self,
         stream: &Arc<CudaStream>,
         grad_output: &Tensor<S>,
@@ -132,16 +136,7 @@ impl AdaptiveAvgPool2d {
         const OP: &str = "adaptive_avg_pool2d_backward()";
         let input_shape = *grad_input.shape();
         check_pool_input(OP, &input_shape)?;
-        let expected = self.output_size.resolve(&input_shape)?;
-        check_grad_output_shape(grad_output.shape(), &input_shape)?;
-        if grad_output.shape() != &expected {
-            return Err(Error::ShapeMismatch {
-                op: OP,
-                what: "grad_output",
-                expected: expected.dims().to_vec(),
-                got: grad_output.dims().to_vec(),
-            });
-        }
+        let expected = check_grad_output(self.output_size, OP, grad_output.shape(), &input_shape)?;
         if grad_input.layout() != grad_output.layout() {
             return Err(Error::LayoutMismatch {
                 op: OP,
@@ -150,11 +145,14 @@ impl AdaptiveAvgPool2d {
                 got: grad_input.layout(),
             });
         }
-        check_context(stream, "grad_output", grad_output.storage())?;
-        check_context(stream, "grad_input", grad_input.storage())?;
-        if input_shape.numel() == 0 {
-            return Ok(());
-        }
+        check_context(stream, "grad_output", grad_output.stream())?;
+        check_context(stream, "grad_input", grad_input.stream())?;
+        // Re-checked here, right before the launch: the plan below is made for exactly these
+        // lengths.
+        let src = grad_output.checked_storage()?;
+        let Some(dst) = grad_input.checked_storage_mut()? else {
+            return Ok(()); // an empty grad_input: nothing to compute
+        };
         let kernels = cuda::kernels(stream.context())?;
         let plan = plan::backward(
             &expected,
@@ -164,12 +162,7 @@ impl AdaptiveAvgPool2d {
             self.backward_algorithm,
             &kernels.limits(),
         );
-        kernels.execute(
-            stream,
-            &plan,
-            grad_output.storage(),
-            grad_input.storage_mut(),
-        )
+        kernels.execute(stream, &plan, src, dst)
     }
 }
 
@@ -207,31 +200,29 @@ fn check_output<S, D>(
     Ok(())
 }
 
-/// Checks that a buffer belongs to the stream's context.
-fn check_context<T, B: DeviceSlice<T>>(
-    stream: &Arc<CudaStream>,
-    what: &'static str,
-    buffer: &B,
-) -> Result<()> {
-    let theirs = buffer.stream().context();
-    if theirs.cu_ctx() != stream.context().cu_ctx() {
-        return Err(Error::ContextMismatch {
-            what,
-            expected: stream.context().ordinal(),
-            got: theirs.ordinal(),
+/// Checks a grad_output's shape against an input shape: the input's rank, N and C, with the
+/// output size's H and W. Returns that expected shape.
+fn check_grad_output(
+    output_size: OutputSize,
+    op: &'static str,
+    grad_output: &Shape,
+    input: &Shape,
+) -> Result<Shape> {
+    check_grad_output_shape(grad_output, input)?;
+    let expected = output_size.resolve(input)?;
+    if grad_output != &expected {
+        return Err(Error::ShapeMismatch {
+            op,
+            what: "grad_output",
+            expected: expected.dims().to_vec(),
+            got: grad_output.dims().to_vec(),
         });
     }
-    Ok(())
+    Ok(expected)
 }
 
-/// An uninitialised device buffer of `len` elements (every plan writes all of it), or an empty
-/// one.
+/// An uninitialised device buffer of `len` (non-zero) elements; every plan writes all of it.
 fn alloc<T: Element>(stream: &Arc<CudaStream>, len: usize) -> Result<CudaSlice<T>> {
-    if len == 0 {
-        return stream
-            .null()
-            .map_err(cuda_err("creating an empty device buffer"));
-    }
     // SAFETY: the memory is uninitialised until the plan runs; every caller hands the buffer
     // straight to `forward_into` / `backward_into`, whose plans write every element (the
     // forward kernel one per output element, the backward after zeroing it) before anything

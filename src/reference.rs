@@ -11,7 +11,9 @@ use crate::shape::{check_pool_input, Layout, OutputSize, Shape};
 use crate::window;
 
 /// Forward pass: `input` holds `input_shape` in `layout`; returns the output (same layout) and
-/// its shape.
+/// its shape. Errors as PyTorch does for an empty H, W or (4-D) C, if `input`'s length is not
+/// the shape's, if the output's element count overflows, and with [`Error::HostAllocation`] if
+/// the host cannot hold the output.
 ///
 /// ```
 /// use adaptive_pool::{reference, Layout, Shape};
@@ -37,7 +39,12 @@ pub fn forward<T: Element>(
         out_shape.height(),
         out_shape.width(),
     );
-    let mut out = vec![T::default(); out_shape.numel()];
+    let mut out = host_buffer::<T>(&out_shape)?;
+    if out.is_empty() {
+        // One output dimension is zero; the loops below would still walk the others, which
+        // can be as large as usize allows.
+        return Ok((out, out_shape));
+    }
     for n in 0..input_shape.batch() {
         for c in 0..input_shape.channels() {
             for y in 0..oh {
@@ -62,7 +69,8 @@ pub fn forward<T: Element>(
 /// Backward pass: the gradient with respect to the input of shape `input_shape`, given
 /// `grad_output` (of shape `grad_output_shape`, the forward's output shape for that input),
 /// both in `layout`. Each input element receives `grad / area` from every output cell whose
-/// window covers it, summed in f64 and rounded once.
+/// window covers it, summed in f64 and rounded once. Errors as [`forward`] does, and if
+/// `grad_output_shape` is not the input's with other H and W.
 pub fn backward<T: Element>(
     grad_output: &[T],
     grad_output_shape: &Shape,
@@ -78,7 +86,7 @@ pub fn backward<T: Element>(
         grad_output_shape.height(),
         grad_output_shape.width(),
     );
-    let mut grad_input = vec![T::default(); input_shape.numel()];
+    let mut grad_input = host_buffer::<T>(input_shape)?;
     if oh == 0 || ow == 0 {
         return Ok(grad_input);
     }
@@ -120,6 +128,21 @@ pub(crate) fn check_grad_output_shape(grad_output: &Shape, input: &Shape) -> Res
         });
     }
     Ok(())
+}
+
+/// A host buffer of `shape`'s element count, zero-filled, or [`Error::HostAllocation`] where the
+/// allocator refuses it (instead of aborting the process).
+pub(crate) fn host_buffer<T: Element>(shape: &Shape) -> Result<Vec<T>> {
+    let mut buffer = Vec::new();
+    if buffer.try_reserve_exact(shape.numel()).is_err() {
+        return Err(Error::HostAllocation {
+            shape: shape.dims().to_vec(),
+            dtype: T::DTYPE,
+            bytes: shape.numel() as u128 * std::mem::size_of::<T>() as u128,
+        });
+    }
+    buffer.resize(shape.numel(), T::default());
+    Ok(buffer)
 }
 
 pub(crate) fn check_len(len: usize, shape: &Shape) -> Result<()> {

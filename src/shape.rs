@@ -50,7 +50,7 @@ pub struct Shape {
 impl Shape {
     /// A shape from PyTorch-ordered dimensions. Errors unless there are 3 or 4 of them and
     /// their product fits in `usize` (and the product in bytes of the widest dtype, f64, does
-    /// too).
+    /// too). A product with a zero factor is zero, whatever the other dimensions.
     pub fn new(dims: &[usize]) -> Result<Shape> {
         let mut all = [1usize; 4];
         match dims.len() {
@@ -63,7 +63,13 @@ impl Shape {
                 })
             }
         }
-        let numel = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        // A zero anywhere makes the element count zero, however large the other dimensions
+        // (PyTorch's rule too): multiplying left to right would overflow on the way to it.
+        let numel = if dims.contains(&0) {
+            Some(0)
+        } else {
+            dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        };
         if numel.and_then(|n| n.checked_mul(8)).is_none() {
             return Err(Error::ElementCountOverflow {
                 shape: dims.to_vec(),
@@ -120,7 +126,11 @@ impl Shape {
 
     /// Number of elements (cannot overflow: checked in [`Shape::new`]).
     pub fn numel(&self) -> usize {
-        self.dims.iter().product()
+        if self.dims.contains(&0) {
+            0 // the other dimensions' product may not fit
+        } else {
+            self.dims.iter().product()
+        }
     }
 
     /// Offset in memory of logical element `(n, c, h, w)` in `layout`.
