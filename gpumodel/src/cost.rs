@@ -179,7 +179,7 @@ pub fn cost_of(op: &str, arch: u32) -> [f32; NPIPES] {
         "mov" | "cvta" => [0.0; NPIPES],
         "cvt" => {
             // Integer widening and narrowing: a move, or one shift for sign extension.
-            if parts.iter().any(|p| *p == "s64") && parts.iter().any(|p| *p == "s32") {
+            if parts.contains(&"s64") && parts.contains(&"s32") {
                 one(pipe::ALU)
             } else {
                 [0.0; NPIPES]

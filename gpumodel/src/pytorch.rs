@@ -183,7 +183,7 @@ pub fn reduce_config(
         dim0 /= 4;
     } else if channels_last {
         ovs = 4;
-        while channels % ovs != 0 || (channels * inputs) % ovs != 0 {
+        while !channels.is_multiple_of(ovs) || !(channels * inputs).is_multiple_of(ovs) {
             ovs /= 2;
         }
         dim0 /= ovs;
@@ -458,9 +458,9 @@ pub fn backward(dims: [u64; 4], out: (u64, u64), channels_last: bool, e: Elem) -
     // The launch loop halves max_threads until the shared memory fits in 48 KB.
     let mut max_threads = 1024u64;
     loop {
-        let mut bx = last_pow2(c).min(32).max(1);
+        let mut bx = last_pow2(c).clamp(1, 32);
         let by = last_pow2(w).min(max_threads / bx).max(1);
-        let bz = last_pow2(h).min(max_threads / bx / by).min(64).max(1);
+        let bz = last_pow2(h).min(max_threads / bx / by).clamp(1, 64);
         bx = last_pow2(c).min(max_threads / by / bz).max(1);
         let kernel_stride_c = c.div_ceil(bx * 4);
         let kernel_size_c = c.div_ceil(bx * kernel_stride_c);
