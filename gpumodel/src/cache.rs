@@ -1,5 +1,11 @@
-//! A sectored, set-associative cache with LRU replacement over 128-byte lines of four 32-byte
-//! sectors: the organisation of NVIDIA's L1 and L2 (a miss fetches only the missing sectors).
+//! A sectored, fully associative cache with LRU replacement over 128-byte lines of four
+//! 32-byte sectors: the organisation of NVIDIA's L1 and L2 (a miss fetches only the missing
+//! sectors). Fully associative because the caches modelled are slices of a large, highly
+//! associative L2 (or an L1 shared by a few blocks): a set-associative slice of a few dozen sets
+//! would turn the power-of-two strides of image rows into conflict misses the real cache does
+//! not have.
+
+use std::collections::HashMap;
 
 /// Bytes per line.
 pub const LINE: u64 = 128;
@@ -19,96 +25,130 @@ pub struct Outcome {
     pub miss_mask: u8,
 }
 
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    line: u64,
+    valid: u8,
+    dirty: u8,
+    prev: u32,
+    next: u32,
+}
+
+const NIL: u32 = u32::MAX;
+
 /// The cache.
 #[derive(Clone, Debug)]
 pub struct Cache {
-    sets: u64,
-    ways: usize,
-    tags: Vec<u64>,
-    stamps: Vec<u64>,
-    valid: Vec<u8>,
-    dirty: Vec<u8>,
-    clock: u64,
+    capacity: usize,
+    map: HashMap<u64, u32>,
+    entries: Vec<Entry>,
+    // Most recently used first.
+    head: u32,
+    tail: u32,
 }
 
-const EMPTY: u64 = u64::MAX;
-
 impl Cache {
-    /// A cache of about `bytes` bytes (at least one set) with `ways` ways.
-    pub fn new(bytes: u64, ways: usize) -> Cache {
-        let ways = ways.max(1);
-        let sets = (bytes / LINE / ways as u64).max(1);
-        let n = sets as usize * ways;
+    /// A cache of `bytes` bytes (at least one line).
+    pub fn new(bytes: u64) -> Cache {
+        let capacity = (bytes / LINE).max(1) as usize;
         Cache {
-            sets,
-            ways,
-            tags: vec![EMPTY; n],
-            stamps: vec![0; n],
-            valid: vec![0; n],
-            dirty: vec![0; n],
-            clock: 0,
+            capacity,
+            map: HashMap::with_capacity(capacity.min(1 << 20)),
+            entries: Vec::with_capacity(capacity.min(1 << 20)),
+            head: NIL,
+            tail: NIL,
         }
     }
 
     /// Capacity in bytes.
     pub fn bytes(&self) -> u64 {
-        self.sets * self.ways as u64 * LINE
+        self.capacity as u64 * LINE
     }
 
-    fn set_of(&self, line: u64) -> usize {
-        // Hash the line address so that power-of-two strides spread over the sets.
-        let h = line ^ (line >> 11) ^ (line >> 23);
-        (h % self.sets) as usize * self.ways
+    fn unlink(&mut self, i: u32) {
+        let Entry { prev, next, .. } = self.entries[i as usize];
+        if prev == NIL {
+            self.head = next;
+        } else {
+            self.entries[prev as usize].next = next;
+        }
+        if next == NIL {
+            self.tail = prev;
+        } else {
+            self.entries[next as usize].prev = prev;
+        }
+    }
+
+    fn push_front(&mut self, i: u32) {
+        self.entries[i as usize].prev = NIL;
+        self.entries[i as usize].next = self.head;
+        if self.head != NIL {
+            self.entries[self.head as usize].prev = i;
+        }
+        self.head = i;
+        if self.tail == NIL {
+            self.tail = i;
+        }
     }
 
     /// Accesses `sectors` (a 4-bit mask) of `line`. A read fills the missing sectors; a write
     /// marks them valid and dirty (write-back, write-allocate, no fetch: the sectors are
     /// written whole); `allocate: false` (a write-through level) only updates a present line.
     pub fn access(&mut self, line: u64, sectors: u8, write: bool, allocate: bool) -> Outcome {
-        self.clock += 1;
-        let base = self.set_of(line);
         let mut out = Outcome::default();
-        let slot = (base..base + self.ways).find(|&i| self.tags[i] == line);
-        let i = match slot {
-            Some(i) => i,
+        let i = match self.map.get(&line) {
+            Some(&i) => {
+                self.unlink(i);
+                i
+            }
             None => {
                 if !allocate {
                     out.miss_sectors = sectors.count_ones();
                     out.miss_mask = sectors;
                     return out;
                 }
-                let victim = (base..base + self.ways)
-                    .min_by_key(|&i| {
-                        if self.tags[i] == EMPTY {
-                            0
-                        } else {
-                            self.stamps[i]
-                        }
-                    })
-                    .unwrap_or(base);
-                out.writeback_sectors = self.dirty[victim].count_ones();
-                self.tags[victim] = line;
-                self.valid[victim] = 0;
-                self.dirty[victim] = 0;
-                victim
+                let fresh = Entry {
+                    line,
+                    valid: 0,
+                    dirty: 0,
+                    prev: NIL,
+                    next: NIL,
+                };
+                if self.entries.len() < self.capacity {
+                    self.entries.push(fresh);
+                    (self.entries.len() - 1) as u32
+                } else {
+                    let victim = self.tail;
+                    self.unlink(victim);
+                    let old = self.entries[victim as usize];
+                    out.writeback_sectors = old.dirty.count_ones();
+                    self.map.remove(&old.line);
+                    self.entries[victim as usize] = fresh;
+                    victim
+                }
             }
         };
-        self.stamps[i] = self.clock;
-        let present = self.valid[i] & sectors;
+        self.map.insert(line, i);
+        self.push_front(i);
+        let e = &mut self.entries[i as usize];
+        let present = e.valid & sectors;
         out.hit_sectors = present.count_ones();
         out.miss_sectors = (sectors & !present).count_ones();
         out.miss_mask = sectors & !present;
-        self.valid[i] |= sectors;
+        e.valid |= sectors;
         if write {
-            self.dirty[i] |= sectors;
+            e.dirty |= sectors;
         }
         out
     }
 
     /// Writes every dirty sector back; returns how many there were.
     pub fn flush(&mut self) -> u64 {
-        let n = self.dirty.iter().map(|d| u64::from(d.count_ones())).sum();
-        self.dirty.fill(0);
+        let mut n = 0;
+        for e in &mut self.entries {
+            n += u64::from(e.dirty.count_ones());
+            e.dirty = 0;
+        }
         n
     }
 }
@@ -119,7 +159,7 @@ mod tests {
 
     #[test]
     fn a_second_read_hits_and_lru_evicts_the_oldest() {
-        let mut c = Cache::new(2 * LINE, 2); // one set of two ways
+        let mut c = Cache::new(2 * LINE); // two lines
         assert_eq!(c.access(1, 0b1111, false, true).miss_sectors, 4);
         assert_eq!(c.access(1, 0b0011, false, true).hit_sectors, 2);
         c.access(2, 0b0001, false, true);
@@ -131,7 +171,7 @@ mod tests {
 
     #[test]
     fn dirty_sectors_are_written_back_once() {
-        let mut c = Cache::new(LINE, 1);
+        let mut c = Cache::new(LINE);
         c.access(5, 0b0110, true, true);
         let o = c.access(6, 0b0001, false, true);
         assert_eq!(o.writeback_sectors, 2);

@@ -72,8 +72,8 @@ pub struct Replay {
 /// of `l2_bytes`.
 pub fn replay(blocks: &[BlockTrace], l1_bytes: u64, l2_bytes: u64) -> Replay {
     let mut out = Replay::default();
-    let mut l1s: Vec<Cache> = blocks.iter().map(|_| Cache::new(l1_bytes, 16)).collect();
-    let mut l2 = Cache::new(l2_bytes, 16);
+    let mut l1s: Vec<Cache> = blocks.iter().map(|_| Cache::new(l1_bytes)).collect();
+    let mut l2 = Cache::new(l2_bytes);
     out.levels = blocks
         .iter()
         .map(|b| vec![Level::L1; b.requests.len()])

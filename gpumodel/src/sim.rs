@@ -158,7 +158,7 @@ pub fn estimate(
         (u64::from(gpu.multiprocessors) * u64::from(occupancy)).min(real_grid_blocks.max(1));
     let l1 = gpu.l1_bytes / u64::from(occupancy);
     let l2 = ((gpu.l2_bytes as f64) * (k / resident as f64).min(1.0)) as u64;
-    let replay = model::replay(&p.blocks, l1, l2.max(crate::cache::LINE * 16));
+    let replay = model::replay(&p.blocks, l1, l2.max(crate::cache::LINE * 64));
     let mut times = Vec::with_capacity(3);
     let mut nominal = BlockCosts::default();
     for s in [Scenario::Fast, Scenario::Nominal, Scenario::Slow] {
