@@ -5,6 +5,7 @@
 //!
 //! ```sh
 //! cargo run --release --example model -- --gpu h100|a100 [--csv] [--case NAME]
+//! cargo run --release --example model -- --gpu h100 --sweep   # the planner's crossovers
 //! ```
 //!
 //! Needs ptxas for register counts (`python3 -m pip install --target .ptxas
@@ -245,6 +246,14 @@ fn shape(d: [u64; 4]) -> Result<Shape> {
     Shape::new(&d.map(|v| v as usize)).map_err(|e| e.to_string())
 }
 
+/// What a sweep changes in our plan: a forced forward family, and the grid cap in blocks per
+/// SM (the planner's `BLOCKS_PER_MULTIPROCESSOR`) for the real launch.
+#[derive(Clone, Copy, Default)]
+struct Variant {
+    forward: Option<plan::ForwardKernel>,
+    blocks_per_sm: Option<u32>,
+}
+
 /// Our modelled time for one row, and the kernel family's name.
 fn ours(
     cache: &mut Cache,
@@ -254,18 +263,39 @@ fn ours(
     layout: Layout,
     pass: &str,
 ) -> Result<(PassTime, String)> {
+    ours_variant(cache, gpu, case, dtype, layout, pass, Variant::default())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn ours_variant(
+    cache: &mut Cache,
+    gpu: &Gpu,
+    case: &Case,
+    dtype: DType,
+    layout: Layout,
+    pass: &str,
+    variant: Variant,
+) -> Result<(PassTime, String)> {
     let device = DeviceLimits {
         multiprocessors: gpu.multiprocessors,
+        compute_capability: gpu.compute_capability,
+    };
+    // The grid cap is blocks per SM times SMs; a device of proportionally more SMs gives the
+    // planner's grid for another cap (used for the grid only, never for the selection).
+    let grid_device = DeviceLimits {
+        multiprocessors: variant.blocks_per_sm.map_or(gpu.multiprocessors, |b| {
+            (gpu.multiprocessors * b).div_ceil(plan::BLOCKS_PER_MULTIPROCESSOR)
+        }),
         compute_capability: gpu.compute_capability,
     };
     let arch = ptx::select_arch(gpu.compute_capability).ok_or("no PTX for this GPU")?;
     let out4 = [case.dims[0], case.dims[1], case.out.0, case.out.1];
     let (input, output) = (shape(case.dims)?, shape(out4)?);
+    let forward_family = variant
+        .forward
+        .unwrap_or_else(|| plan::select_forward(&input, &output, layout, dtype, &device));
     let kernel_name = match pass {
-        "forward" => format!(
-            "{:?}",
-            plan::select_forward(&input, &output, layout, dtype, &device)
-        ),
+        "forward" => format!("{forward_family:?}"),
         "backward_deterministic" => format!(
             "{:?}",
             plan::select_backward(BackwardAlgorithm::Deterministic, &output, layout, dtype)
@@ -275,7 +305,13 @@ fn ours(
             plan::select_backward(BackwardAlgorithm::Atomic, &output, layout, dtype)
         ),
     };
-    let real = our_plan(&input, &output, layout, dtype, pass, &device);
+    let real = match pass {
+        "forward" => {
+            plan::forward_with(forward_family, &input, &output, layout, dtype, &grid_device)
+                .ok_or("the family does not support this shape")?
+        }
+        _ => our_plan(&input, &output, layout, dtype, pass, &grid_device),
+    };
     let rdims = reduced(case.dims, case.out, layout);
     let rin = shape(rdims)?;
     let rout = shape([rdims[0], rdims[1], case.out.0, case.out.1])?;
@@ -288,14 +324,7 @@ fn ours(
         })
     };
     let red = match pass {
-        "forward" => plan::forward_with(
-            plan::select_forward(&input, &output, layout, dtype, &device),
-            &rin,
-            &rout,
-            layout,
-            dtype,
-            &device,
-        ),
+        "forward" => plan::forward_with(forward_family, &rin, &rout, layout, dtype, &device),
         "backward_deterministic" => plan::backward_with(
             plan::select_backward(BackwardAlgorithm::Deterministic, &output, layout, dtype),
             &rout,
@@ -491,6 +520,102 @@ fn copy_row(gpu: &Gpu) -> Result<(f64, f64)> {
     ))
 }
 
+/// The crossovers behind the planner's thresholds: forward families forced over a sweep of
+/// shapes, and grid caps over the cases of the table.
+fn sweeps(cache: &mut Cache, gpu: &Gpu) -> Result<()> {
+    use plan::ForwardKernel::*;
+    let sms = u64::from(gpu.multiprocessors);
+    println!("MODELLED on {}: nominal us per forward", gpu.full_name);
+    println!("WARPS_PER_MULTIPROCESSOR: NCHW global pooling, planes per SM -> GlobalWarp vs BlockPerCell");
+    for (hw, dtype) in [
+        (7, DType::F32),
+        (7, DType::F16),
+        (14, DType::F32),
+        (56, DType::F32),
+    ] {
+        for per_sm in [1u64, 2, 4, 8, 16, 32, 64] {
+            let case = Case {
+                name: String::new(),
+                dims: [1, per_sm * sms, hw, hw],
+                out: (1, 1),
+            };
+            let mut line = format!("  {hw}x{hw} {:>4} planes/SM {per_sm:>3}:", dtype.name());
+            for fam in [GlobalWarp, BlockPerCell] {
+                let v = Variant {
+                    forward: Some(fam),
+                    blocks_per_sm: None,
+                };
+                let (t, _) = ours_variant(cache, gpu, &case, dtype, Layout::Nchw, "forward", v)?;
+                line += &format!(" {fam:?} {:>8.1}", t.us[1]);
+            }
+            println!("{line}");
+        }
+    }
+    println!("LARGE_WINDOW: (4, 64, 7k, 7k) -> (7, 7), window area k*k");
+    for layout in [Layout::Nchw, Layout::Nhwc] {
+        for k in [2u64, 4, 6, 8, 10, 12, 16] {
+            let case = Case {
+                name: String::new(),
+                dims: [4, 64, 7 * k, 7 * k],
+                out: (7, 7),
+            };
+            let mut line = format!("  {} area {:>4}:", layout.name(), k * k);
+            let fams: &[plan::ForwardKernel] = if layout == Layout::Nchw {
+                &[Elementwise, WarpPerCell, BlockPerCell]
+            } else {
+                &[Elementwise, NhwcVector, BlockPerCell]
+            };
+            for &fam in fams {
+                let v = Variant {
+                    forward: Some(fam),
+                    blocks_per_sm: None,
+                };
+                let (t, _) = ours_variant(cache, gpu, &case, DType::F32, layout, "forward", v)?;
+                line += &format!(" {fam:?} {:>8.1}", t.us[1]);
+            }
+            println!("{line}");
+        }
+    }
+    println!("BLOCKS_PER_MULTIPROCESSOR: grid cap per SM, the table's cases below 2^28 input elements, f32 and f16, both layouts, three passes");
+    let caps = [2u32, 4, 8, 16, 32];
+    let mut logs = vec![0.0f64; caps.len()];
+    let mut rows = 0;
+    for case in cases()
+        .into_iter()
+        .filter(|c| c.dims.iter().product::<u64>() < 1 << 28)
+    {
+        for dtype in [DType::F32, DType::F16] {
+            for layout in [Layout::Nchw, Layout::Nhwc] {
+                for pass in ["forward", "backward_deterministic", "backward_atomic"] {
+                    let mut ts = Vec::new();
+                    for &cap in &caps {
+                        let v = Variant {
+                            forward: None,
+                            blocks_per_sm: Some(cap),
+                        };
+                        ts.push(
+                            ours_variant(cache, gpu, &case, dtype, layout, pass, v)?
+                                .0
+                                .us[1],
+                        );
+                    }
+                    for (i, t) in ts.iter().enumerate() {
+                        logs[i] += (t / ts[2]).ln();
+                    }
+                    rows += 1;
+                }
+            }
+        }
+    }
+    for (i, cap) in caps.iter().enumerate() {
+        println!(
+            "  cap {cap:>2} blocks/SM: geometric-mean time {:.3}x of cap 8 over {rows} rows",
+            (logs[i] / f64::from(rows)).exp()
+        );
+    }
+    Ok(())
+}
+
 fn main() {
     if let Err(e) = run() {
         eprintln!("model: {e}");
@@ -502,6 +627,7 @@ fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut gpu_name = "h100".to_string();
     let mut csv = false;
+    let mut sweep = false;
     let mut only: Option<String> = None;
     let mut i = 0;
     while i < args.len() {
@@ -511,13 +637,14 @@ fn run() -> Result<()> {
                 i += 1;
             }
             "--csv" => csv = true,
+            "--sweep" => sweep = true,
             "--case" => {
                 only = Some(args.get(i + 1).cloned().ok_or("--case needs a case name")?);
                 i += 1;
             }
             other => {
                 return Err(format!(
-                    "unknown argument {other:?}; usage: --gpu h100|a100 [--csv] [--case NAME]"
+                    "unknown argument {other:?}; usage: --gpu h100|a100 [--csv] [--case NAME] [--sweep]"
                 ))
             }
         }
@@ -539,6 +666,9 @@ fn run() -> Result<()> {
         registers: HashMap::new(),
         ptxas,
     };
+    if sweep {
+        return sweeps(&mut cache, &gpu);
+    }
     let all = cases();
     if let Some(o) = &only {
         if !all.iter().any(|c| &c.name == o) {

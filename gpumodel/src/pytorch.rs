@@ -129,7 +129,7 @@ pub fn last_pow2(n: u64) -> u64 {
     }
 }
 
-/// IntDivider<unsigned int>'s multiply-high constants for `d`: (multiplier, shift).
+/// `IntDivider<unsigned int>`'s multiply-high constants for `d`: (multiplier, shift).
 pub fn int_divider(d: u32) -> (u32, u32) {
     let d = d.max(1);
     let mut shift = 0;
