@@ -18,6 +18,12 @@ pub const THREADS_PER_BLOCK: u32 = 256;
 
 /// Resident blocks per multiprocessor that a grid-stride kernel's grid is sized for; more
 /// blocks than that only add scheduling work.
+///
+/// Modelled crossover (`cargo run --release --example model -- --gpu h100 --sweep`, gpumodel,
+/// 2026-11-21; modelled, not measured): over the 180 rows of the table's cases below 2^28 input
+/// elements (f32 and f16, both layouts, all three passes), capping grids at 2, 4, 8, 16 and 32
+/// blocks per SM gives geometric-mean times of 1.23, 1.05, 1.00, 1.01 and 1.00 times those of
+/// 8: fewer leave SMs idle, more gain nothing. The model supports keeping 8.
 pub const BLOCKS_PER_MULTIPROCESSOR: u32 = 8;
 
 /// The largest grid x dimension CUDA accepts.
@@ -122,10 +128,23 @@ pub fn vector_width(dtype: DType) -> usize {
 
 /// Window area (elements averaged per output cell, the largest over the output) from which
 /// one thread per output element is a long serial loop and the reduction kernels take over.
+///
+/// Modelled crossovers (`--sweep` of `examples/model.rs` on H100, (4, 64, 7k, 7k) -> 7x7 f32;
+/// modelled, not measured): in NCHW, one thread per cell beats a warp per cell up to 8x8
+/// windows and loses from 10x10 on (7.2 vs 8.3 us at 8x8, 16.5 vs 9.7 us at 10x10; the estimate
+/// here counts those as 81 and 121); in NHWC with so few cells a block per cell wins at every
+/// window swept (3.4 vs 4.1 us at 2x2). One constant serves both layouts, so the model supports
+/// no single better value: 64 stays.
 pub const LARGE_WINDOW: usize = 64;
 
 /// Input planes below which global pooling has too few planes for a warp each and uses a
 /// block per plane instead, per multiprocessor.
+///
+/// Modelled crossover (`--sweep` of `examples/model.rs` on H100, NCHW global pooling; modelled,
+/// not measured): a warp per plane overtakes a block per plane between 4 and 8 planes per SM
+/// for 7x7 planes, is ahead at every count for 14x14, and overtakes between 8 and 16 for 56x56
+/// (10.8 vs 7.5 us at 8, 11.3 vs 18.2 us at 16). 16 is at or above every crossover measured,
+/// costing at most 1.4 us on small planes between 8 and 15 per SM: the model supports keeping it.
 pub const WARPS_PER_MULTIPROCESSOR: usize = 16;
 
 /// Threads one multiprocessor keeps resident (2048 on sm_75 to sm_90 with 256-thread blocks).
