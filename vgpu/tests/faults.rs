@@ -62,12 +62,18 @@ fn an_out_of_bounds_store_is_a_sticky_illegal_address() {
     assert!(ctx
         .load_module(cudarc::nvrtc::Ptx::from_src(common::KERNELS))
         .is_err());
-    // Another context is not affected.
+    // Another context is not affected, even its streams used while the faulted one is current.
     let other = own_context(0);
     let s2 = other.default_stream();
     assert_eq!(
         s2.clone_dtoh(&s2.clone_htod(&[1u32, 2]).unwrap()).unwrap(),
         vec![1, 2]
+    );
+    let explicit = other.new_stream().unwrap();
+    assert_eq!(raw!(cuCtxSetCurrent(ctx.cu_ctx())), CUresult::CUDA_SUCCESS);
+    assert_eq!(
+        raw!(cuStreamSynchronize(explicit.cu_stream())),
+        CUresult::CUDA_SUCCESS
     );
 }
 
