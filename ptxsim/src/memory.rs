@@ -297,7 +297,7 @@ impl Memory {
     }
 
     /// Finds the allocation holding `[addr, addr+len)`; caches the last hit.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn resolve(&mut self, addr: u64, len: u64) -> Result<Loc, String> {
         if let Some(a) = self.allocs.get(self.last) {
             let off = addr.wrapping_sub(a.addr);
@@ -321,7 +321,7 @@ impl Memory {
 
     /// Loads a little-endian value of `len` (1, 2, 4 or 8) bytes at `delta` bytes past `loc`
     /// (in bounds: `loc` was resolved for the whole access).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn load_at(&self, loc: Loc, delta: u64, len: usize) -> u64 {
         let a = &self.allocs[loc.alloc as usize];
         let off = loc.off + delta;
@@ -340,7 +340,7 @@ impl Memory {
 
     /// Stores the low `len` (1, 2, 4 or 8) bytes of `val`, little-endian, at `delta` bytes past
     /// `loc` (in bounds).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn store_at(&mut self, loc: Loc, delta: u64, len: usize, val: u64) {
         let a = &mut self.allocs[loc.alloc as usize];
         let off = loc.off + delta;

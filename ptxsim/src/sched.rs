@@ -135,16 +135,17 @@ impl Scheduler {
             Mode::RunToBlock {
                 threads, cursor, ..
             } => {
-                let n = threads.len();
-                for k in 0..n {
-                    let i = (*cursor + k) % n;
-                    let t = threads[i] as usize;
-                    if is_ready(t) {
-                        *cursor = i;
-                        return Some((t, RUN_TO_BLOCK_SLICE));
-                    }
-                }
-                None
+                let start = (*cursor).min(threads.len());
+                let (after, before) = (&threads[start..], &threads[..start]);
+                let found = after
+                    .iter()
+                    .position(|&t| is_ready(t as usize))
+                    .map(|k| start + k)
+                    .or_else(|| before.iter().position(|&t| is_ready(t as usize)));
+                found.map(|i| {
+                    *cursor = i;
+                    (threads[i] as usize, RUN_TO_BLOCK_SLICE)
+                })
             }
             Mode::Preemptive {
                 quantum,
