@@ -223,3 +223,16 @@ fn races_past_4_gib() {
         _ => panic!("{e}"),
     }
 }
+
+/// A sparse buffer's generator must not cost `Memory` its thread safety.
+#[test]
+fn memory_stays_send_and_sync() {
+    fn check<T: Send + Sync>(_: &T) {}
+    let mut mem = Memory::new();
+    let a = mem.alloc_sparse(1 << 40, |_, b| b.fill(1));
+    check(&mem);
+    let moved = std::thread::spawn(move || mem.read(a + (1 << 39), 4))
+        .join()
+        .unwrap();
+    assert_eq!(moved.unwrap(), vec![1; 4]);
+}

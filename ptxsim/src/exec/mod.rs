@@ -66,8 +66,8 @@ impl From<String> for Trap {
 /// execution (and the lane that took it first), and how often each lane has executed it.
 #[derive(Default)]
 struct UniHistory {
-    taken: Vec<(bool, u8)>,
-    count: [u32; 32],
+    pub(in crate::exec) taken: Vec<(bool, u8)>,
+    pub(in crate::exec) count: [u32; 32],
 }
 
 /// One block being run, and the launch-wide state it carries along.
@@ -667,32 +667,5 @@ impl<O: Observer> Block<'_, O> {
             self.sched.wake(t);
         }
         Ok(true)
-    }
-
-    /// Checks that the `n`-th execution of the guarded `.uni` branch at `pc` by thread `t`
-    /// goes the way the other lanes' `n`-th executions went.
-    #[cold]
-    fn check_uni(&mut self, t: usize, pc: usize, taken: bool) -> Result<(), String> {
-        let w = t / 32;
-        let lane = t % 32;
-        let h = self.uni.entry((w as u32, pc as u32)).or_default();
-        let n = h.count[lane] as usize;
-        h.count[lane] += 1;
-        match h.taken.get(n) {
-            Some(&(dir, first)) if dir != taken => {
-                let how = |d: bool| if d { "takes" } else { "does not take" };
-                Err(format!(
-                    "divergent `.uni` branch: lane {lane} {} it, but lane {first} of warp {w} {} it (execution {} of this branch by each lane)",
-                    how(taken),
-                    how(dir),
-                    n + 1
-                ))
-            }
-            Some(_) => Ok(()),
-            None => {
-                h.taken.push((taken, lane as u8));
-                Ok(())
-            }
-        }
     }
 }
