@@ -33,11 +33,6 @@ impl SplitMix {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
-
-    /// A uniform index below `n` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
-        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
-    }
 }
 
 /// Shuffles `v` in place (Fisher-Yates) with the stream of `seed`.
@@ -157,10 +152,12 @@ impl Scheduler {
                 if ready.is_empty() {
                     return None;
                 }
-                *picked = rng.below(ready.len());
-                // a random share of the quantum: with a fixed one, threads that started
-                // together would be switched at the same instructions forever (lockstep)
-                let run = 1 + rng.below(*quantum as usize) as u64;
+                // one draw: the thread from the high half, the length of its turn from the
+                // low half (a random share of the quantum: with a fixed one, threads that
+                // started together would be switched at the same instructions forever)
+                let r = rng.next_u64();
+                *picked = (((r >> 32) * ready.len() as u64) >> 32) as usize;
+                let run = 1 + (((r & 0xffff_ffff) * *quantum) >> 32);
                 Some((ready[*picked] as usize, run))
             }
         }
@@ -234,16 +231,5 @@ mod tests {
             s.sort_unstable();
             assert_eq!(s, asc);
         }
-    }
-
-    #[test]
-    fn below_is_in_range_and_covers() {
-        let mut r = SplitMix::new(1);
-        let mut seen = [false; 7];
-        for _ in 0..1000 {
-            let i = r.below(7);
-            seen[i] = true;
-        }
-        assert!(seen.iter().all(|&s| s));
     }
 }
