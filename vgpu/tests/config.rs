@@ -9,7 +9,7 @@ use std::ptr::null_mut;
 
 use common::{in_child, is_child, kernels, last_report, run_child, KERNELS};
 use cudarc::driver::sys::{self, CUresult};
-use cudarc::driver::{CudaContext, DevicePtr, DriverError, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaContext, DevicePtr, DriverError, PushKernelArg};
 
 const OK: CUresult = CUresult::CUDA_SUCCESS;
 
@@ -176,7 +176,7 @@ fn two_devices() {
     let mut b = s0.launch_builder(&store);
     b.arg(&ptr).arg(&offset);
     // SAFETY: a store into another device's buffer, which the vgpu must refuse.
-    unsafe { b.launch(LaunchConfig::for_num_elems(1)) }.unwrap();
+    unsafe { b.launch(common::ONE_THREAD) }.unwrap();
     assert_eq!(
         s0.synchronize().unwrap_err(),
         DriverError(CUresult::CUDA_ERROR_ILLEGAL_ADDRESS)

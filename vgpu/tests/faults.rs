@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use common::{kernels, last_report, own_context};
 use cudarc::driver::sys::CUresult;
-use cudarc::driver::{CudaContext, CudaSlice, DevicePtr, DriverError, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaContext, CudaSlice, DevicePtr, DriverError, PushKernelArg};
 
 const ILLEGAL_ADDRESS: CUresult = CUresult::CUDA_ERROR_ILLEGAL_ADDRESS;
 
@@ -26,7 +26,7 @@ fn store_at(ctx: &Arc<CudaContext>, offset: u64) -> (CudaSlice<u32>, u64) {
     b.arg(&ptr).arg(&offset);
     // SAFETY: store_at writes 4 bytes at ptr + offset; the offsets the tests pass that are out
     // of bounds or misaligned are what the vgpu must report, in simulated memory.
-    unsafe { b.launch(LaunchConfig::for_num_elems(1)) }.expect("the launch itself succeeds");
+    unsafe { b.launch(common::ONE_THREAD) }.expect("the launch itself succeeds");
     drop(_sync);
     (buf, ptr)
 }
@@ -117,7 +117,7 @@ fn a_kernel_cannot_touch_memory_of_another_context() {
     let mut b = stream.launch_builder(&f);
     b.arg(&ptr).arg(&offset);
     // SAFETY: a store into another context's buffer, which the vgpu must refuse.
-    unsafe { b.launch(LaunchConfig::for_num_elems(1)) }.unwrap();
+    unsafe { b.launch(common::ONE_THREAD) }.unwrap();
     assert_eq!(
         stream.synchronize().unwrap_err(),
         DriverError(ILLEGAL_ADDRESS)
@@ -143,7 +143,7 @@ fn a_use_after_a_stream_ordered_free_faults() {
     let mut b = stream.launch_builder(&f);
     b.arg(&ptr).arg(&offset);
     // SAFETY: a store into freed memory, which the vgpu must report.
-    unsafe { b.launch(LaunchConfig::for_num_elems(1)) }.unwrap();
+    unsafe { b.launch(common::ONE_THREAD) }.unwrap();
     assert_eq!(
         stream.synchronize().unwrap_err(),
         DriverError(ILLEGAL_ADDRESS)

@@ -119,7 +119,7 @@ fn work_is_deferred_until_the_host_observes_it() {
     let mut b = stream.launch_builder(&store);
     b.arg(&ptr).arg(&past_the_end);
     // SAFETY: deliberately out of bounds: the vgpu must report it, not touch host memory.
-    unsafe { b.launch(LaunchConfig::for_num_elems(1)) }.expect("the launch itself succeeds");
+    unsafe { b.launch(common::ONE_THREAD) }.expect("the launch itself succeeds");
     let mut event = null_mut();
     assert_eq!(raw!(cuEventCreate(&mut event, 0)), CUresult::CUDA_SUCCESS);
     assert_eq!(

@@ -14,6 +14,14 @@ use cudarc::nvrtc::Ptx;
 /// The test kernels (`fill_u32`, `add_one_f32`, `count`, `store_at`, `params`, `bounded`).
 pub const KERNELS: &str = include_str!("kernels.ptx");
 
+/// One block of one thread: for `store_at`, whose every thread stores to the same address (a
+/// larger launch is a write-after-write race, which the vgpu reports as such).
+pub const ONE_THREAD: cudarc::driver::LaunchConfig = cudarc::driver::LaunchConfig {
+    grid_dim: (1, 1, 1),
+    block_dim: (1, 1, 1),
+    shared_mem_bytes: 0,
+};
+
 extern "C" {
     fn dlopen(filename: *const c_char, flags: c_int) -> *mut c_void;
     fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
