@@ -196,19 +196,22 @@ impl Memory {
     /// `offset..offset + buf.len()` of the buffer, and must always produce the same bytes for
     /// the same offsets. Reads of bytes never written ask `fill`; a write materialises the
     /// 64 KiB page around it. Bounds are exact and the buffer is followed by an unmapped gap,
-    /// as for [`Memory::alloc`].
+    /// as for [`Memory::alloc`]. Fails if the buffer would reach the shared-memory window of
+    /// the generic address space (device address `0x7f00_0000_0000_0000`).
     ///
     /// ```
     /// use ptxsim::Memory;
     /// let mut mem = Memory::new();
     /// // 6 GiB of u32s whose value is their index
     /// let n: u64 = 3 << 29;
-    /// let a = mem.alloc_sparse(4 * n, |off, buf| {
-    ///     for (i, b) in buf.iter_mut().enumerate() {
-    ///         let byte = off + i as u64;
-    ///         *b = ((byte / 4) as u32).to_le_bytes()[(byte % 4) as usize];
-    ///     }
-    /// });
+    /// let a = mem
+    ///     .alloc_sparse(4 * n, |off, buf| {
+    ///         for (i, b) in buf.iter_mut().enumerate() {
+    ///             let byte = off + i as u64;
+    ///             *b = ((byte / 4) as u32).to_le_bytes()[(byte % 4) as usize];
+    ///         }
+    ///     })
+    ///     .unwrap();
     /// let last = mem.read(a + 4 * (n - 1), 4).unwrap();
     /// assert_eq!(u32::from_le_bytes(last.try_into().unwrap()), (n - 1) as u32);
     /// assert!(mem.read(a + 4 * n, 1).is_err());
@@ -218,15 +221,27 @@ impl Memory {
         &mut self,
         bytes: u64,
         fill: impl Fn(u64, &mut [u8]) + Send + Sync + 'static,
-    ) -> u64 {
-        self.push(
+    ) -> Result<u64, SimError> {
+        let fits = self
+            .next
+            .checked_add(bytes)
+            .and_then(|e| e.checked_add(GAP + ALIGN))
+            .is_some_and(|e| e < crate::parse::SHARED_WINDOW);
+        if !fits {
+            return Err(SimError::Memory(format!(
+                "a sparse allocation of {bytes} bytes at 0x{:x} would run into the shared-memory window at 0x{:x}",
+                self.next,
+                crate::parse::SHARED_WINDOW
+            )));
+        }
+        Ok(self.push(
             self.next,
             bytes,
             Backing::Sparse {
                 pages: HashMap::new(),
                 fill: Box::new(fill),
             },
-        )
+        ))
     }
 
     /// Host bytes held for device data: dense buffers in full, sparse buffers by their
@@ -297,7 +312,7 @@ impl Memory {
     }
 
     /// Finds the allocation holding `[addr, addr+len)`; caches the last hit.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn resolve(&mut self, addr: u64, len: u64) -> Result<Loc, String> {
         if let Some(a) = self.allocs.get(self.last) {
             let off = addr.wrapping_sub(a.addr);
@@ -321,7 +336,7 @@ impl Memory {
 
     /// Loads a little-endian value of `len` (1, 2, 4 or 8) bytes at `delta` bytes past `loc`
     /// (in bounds: `loc` was resolved for the whole access).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn load_at(&self, loc: Loc, delta: u64, len: usize) -> u64 {
         let a = &self.allocs[loc.alloc as usize];
         let off = loc.off + delta;
@@ -340,7 +355,7 @@ impl Memory {
 
     /// Stores the low `len` (1, 2, 4 or 8) bytes of `val`, little-endian, at `delta` bytes past
     /// `loc` (in bounds).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn store_at(&mut self, loc: Loc, delta: u64, len: usize, val: u64) {
         let a = &mut self.allocs[loc.alloc as usize];
         let off = loc.off + delta;

@@ -374,8 +374,11 @@ pub(crate) struct RaceState {
     b0: u32,
     /// First epoch and linear index of every block run so far, in order.
     blocks: Vec<(u32, u64)>,
-    /// Per thread, its vector clock over the lanes of its warp (32 entries).
+    /// Per thread, its vector clock over the lanes of its warp (32 entries), valid for the
+    /// warps whose entry in `warp_block` is the current block's first epoch; the clocks of
+    /// any other warp are implicitly fresh (1 for the thread's own lane, 0 for the others).
     clocks: Vec<u32>,
+    warp_block: Vec<u32>,
     shared: Vec<SCell>,
     /// Sets of concurrent shared accesses of the current epoch.
     side: Vec<Vec<SRec>>,
@@ -393,6 +396,7 @@ impl RaceState {
             b0: 0,
             blocks: Vec::new(),
             clocks: vec![0; nthreads * 32],
+            warp_block: vec![0; nthreads.div_ceil(32)],
             shared: vec![SCell::default(); shared_bytes],
             side: Vec::new(),
             global: Vec::new(),
@@ -420,10 +424,15 @@ impl RaceState {
         self.next_epoch();
         self.b0 = self.g;
         self.blocks.push((self.g, lin));
-        for t in 0..self.nthreads {
-            let c = &mut self.clocks[t * 32..t * 32 + 32];
-            c.fill(0);
-            c[t % 32] = 1;
+    }
+
+    /// What thread `t` knows of lane `lane`'s clock.
+    #[inline(always)]
+    fn clock(&self, t: usize, lane: usize) -> u32 {
+        if self.warp_block[t / 32] == self.b0 {
+            self.clocks[t * 32 + lane]
+        } else {
+            (lane == t % 32) as u32
         }
     }
 
@@ -432,8 +441,21 @@ impl RaceState {
         self.next_epoch();
     }
 
-    /// The lanes `mask` of the warp whose first thread is `lo` synchronised.
+    /// The lanes `mask` of the warp whose first thread is `lo` synchronised. Warp clocks
+    /// order shared memory only: without shared memory (`shared_bytes == 0`) nothing is kept.
     pub fn warp_sync(&mut self, lo: usize, mask: u32) {
+        if self.shared.is_empty() {
+            return;
+        }
+        let w = lo / 32;
+        if self.warp_block[w] != self.b0 {
+            self.warp_block[w] = self.b0;
+            for t in lo..(lo + 32).min(self.nthreads) {
+                let c = &mut self.clocks[t * 32..t * 32 + 32];
+                c.fill(0);
+                c[t % 32] = 1;
+            }
+        }
         let mut join = [0u32; 32];
         for l in 0..32 {
             if mask & (1 << l) != 0 {
@@ -538,7 +560,7 @@ impl RaceState {
         }
         let rt = r.tid as usize;
         let t = tid as usize;
-        rt / 32 == t / 32 && r.clk <= self.clocks[t * 32 + rt % 32]
+        rt / 32 == t / 32 && r.clk <= self.clock(t, rt % 32)
     }
 
     /// The first access of set `s` (a single access or a side-table set) unordered with
@@ -596,7 +618,7 @@ impl RaceState {
             g: self.g,
             tid: tid as u16,
             kind,
-            clk: self.clocks[tid as usize * 32 + tid as usize % 32],
+            clk: self.clock(tid as usize, tid as usize % 32),
             pc,
         };
         for i in off..off + len {

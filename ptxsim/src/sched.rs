@@ -33,11 +33,6 @@ impl SplitMix {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
-
-    /// A uniform index below `n` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
-        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
-    }
 }
 
 /// Shuffles `v` in place (Fisher-Yates) with the stream of `seed`.
@@ -135,16 +130,17 @@ impl Scheduler {
             Mode::RunToBlock {
                 threads, cursor, ..
             } => {
-                let n = threads.len();
-                for k in 0..n {
-                    let i = (*cursor + k) % n;
-                    let t = threads[i] as usize;
-                    if is_ready(t) {
-                        *cursor = i;
-                        return Some((t, RUN_TO_BLOCK_SLICE));
-                    }
-                }
-                None
+                let start = (*cursor).min(threads.len());
+                let (after, before) = (&threads[start..], &threads[..start]);
+                let found = after
+                    .iter()
+                    .position(|&t| is_ready(t as usize))
+                    .map(|k| start + k)
+                    .or_else(|| before.iter().position(|&t| is_ready(t as usize)));
+                found.map(|i| {
+                    *cursor = i;
+                    (threads[i] as usize, RUN_TO_BLOCK_SLICE)
+                })
             }
             Mode::Preemptive {
                 quantum,
@@ -156,10 +152,12 @@ impl Scheduler {
                 if ready.is_empty() {
                     return None;
                 }
-                *picked = rng.below(ready.len());
-                // a random share of the quantum: with a fixed one, threads that started
-                // together would be switched at the same instructions forever (lockstep)
-                let run = 1 + rng.below(*quantum as usize) as u64;
+                // one draw: the thread from the high half, the length of its turn from the
+                // low half (a random share of the quantum: with a fixed one, threads that
+                // started together would be switched at the same instructions forever)
+                let r = rng.next_u64();
+                *picked = (((r >> 32) * ready.len() as u64) >> 32) as usize;
+                let run = 1 + (((r & 0xffff_ffff) * *quantum) >> 32);
                 Some((ready[*picked] as usize, run))
             }
         }
@@ -233,16 +231,5 @@ mod tests {
             s.sort_unstable();
             assert_eq!(s, asc);
         }
-    }
-
-    #[test]
-    fn below_is_in_range_and_covers() {
-        let mut r = SplitMix::new(1);
-        let mut seen = [false; 7];
-        for _ in 0..1000 {
-            let i = r.below(7);
-            seen[i] = true;
-        }
-        assert!(seen.iter().all(|&s| s));
     }
 }

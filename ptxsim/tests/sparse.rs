@@ -67,7 +67,10 @@ const POISON: u8 = 0xee;
 fn host_access_to_a_sparse_buffer() {
     let mut mem = Memory::new();
     let len: u64 = 5 << 30;
-    let a = mem.alloc_sparse(len, fill);
+    let a = mem.alloc_sparse(len, fill).unwrap();
+    assert!(mem.alloc_sparse(u64::MAX - 8, fill).is_err());
+    assert!(mem.alloc_sparse(0x7f00_0000_0000_0000, fill).is_err());
+    assert!(mem.alloc_sparse(1 << 62, fill).is_ok(), "4 EiB still fit");
     // reads come from the generator, also across page boundaries, without materialising
     let far = a + (4 << 30) + 65_534;
     let got = mem.read(far, 8).unwrap();
@@ -102,8 +105,8 @@ fn a_block_subset_over_a_buffer_past_4_gib() {
     let block = 256u32;
     let grid = (n / block as u64) as u32;
     let mut mem = Memory::new();
-    let src = mem.alloc_sparse(4 * n, fill);
-    let dst = mem.alloc_sparse(4 * n, |_, buf| buf.fill(POISON));
+    let src = mem.alloc_sparse(4 * n, fill).unwrap();
+    let dst = mem.alloc_sparse(4 * n, |_, buf| buf.fill(POISON)).unwrap();
     let first_past_4gib = ((1u64 << 32) / 4 / block as u64) as u32;
     let chosen = [
         grid - 1,
@@ -186,7 +189,7 @@ fn a_block_subset_over_a_buffer_past_4_gib() {
 fn races_past_4_gib() {
     let m = Module::parse(ADD_ONE).unwrap();
     let mut mem = Memory::new();
-    let buf = mem.alloc_sparse(6 << 30, |_, b| b.fill(0));
+    let buf = mem.alloc_sparse(6 << 30, |_, b| b.fill(0)).unwrap();
     let at = buf + (5 << 30) + 12;
     let cfg = LaunchConfig {
         grid: [1000, 1, 1],
@@ -222,4 +225,17 @@ fn races_past_4_gib() {
         }
         _ => panic!("{e}"),
     }
+}
+
+/// A sparse buffer's generator must not cost `Memory` its thread safety.
+#[test]
+fn memory_stays_send_and_sync() {
+    fn check<T: Send + Sync>(_: &T) {}
+    let mut mem = Memory::new();
+    let a = mem.alloc_sparse(1 << 40, |_, b| b.fill(1)).unwrap();
+    check(&mem);
+    let moved = std::thread::spawn(move || mem.read(a + (1 << 39), 4))
+        .join()
+        .unwrap();
+    assert_eq!(moved.unwrap(), vec![1; 4]);
 }

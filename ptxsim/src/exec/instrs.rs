@@ -36,7 +36,9 @@ pub(crate) fn store_le(b: &mut [u8], v: u64) {
 
 impl<O: Observer> Block<'_, O> {
     /// Runs thread `t` from its pc for at most `quantum` instructions (and never past the
-    /// launch's instruction limit).
+    /// launch's instruction limit). Inlined into the block loop: a thread stops at every warp
+    /// collective, so the call would cost as much as the instructions between them.
+    #[inline(always)]
     pub(super) fn run_thread(
         &mut self,
         t: usize,
@@ -52,34 +54,59 @@ impl<O: Observer> Block<'_, O> {
         res
     }
 
+    /// The interpreter loop. `pc` and the executed-instruction count are kept in locals
+    /// (written back to `pc_out`/`count_out` on every way out), so that they live in
+    /// registers rather than memory.
     #[inline(always)]
     fn steps(
         &mut self,
         t: usize,
         mem: &mut Memory,
-        pc: &mut usize,
-        count: &mut u64,
+        pc_out: &mut usize,
+        count_out: &mut u64,
         quota: u64,
     ) -> Result<Stop, Trap> {
         let k = self.k;
         let code = &k.code;
         let ns = self.ns;
         let base = t * ns;
+        let mut pc = *pc_out;
+        let mut count = 0u64;
+        /// Leaves the loop with `$res`, saving pc and count.
+        macro_rules! leave {
+            ($res:expr) => {{
+                *pc_out = pc;
+                *count_out = count;
+                return $res;
+            }};
+        }
+        /// Unwraps an instruction's result, or leaves with its error.
+        macro_rules! tri {
+            ($e:expr) => {
+                match $e {
+                    Ok(v) => v,
+                    Err(e) => leave!(Err(Trap::from(e))),
+                }
+            };
+        }
         loop {
-            if *count == quota {
+            if count == quota {
                 if quota == self.budget {
-                    return Err(format!(
+                    leave!(Err(format!(
                         "the launch exceeded its limit of {} executed instructions (a spin-wait or an unbounded loop?)",
                         self.count + self.budget
                     )
-                    .into());
+                    .into()));
                 }
-                return Ok(Stop::Yield);
+                leave!(Ok(Stop::Yield));
             }
-            let Some(inst) = code.get(*pc) else {
-                return Err(format!("program counter {pc} ran off the end of the kernel").into());
+            let Some(inst) = code.get(pc) else {
+                leave!(Err(format!(
+                    "program counter {pc} ran off the end of the kernel"
+                )
+                .into()));
             };
-            *count += 1;
+            count += 1;
             let executed = inst
                 .guard
                 .is_none_or(|(g, neg)| (self.regs[base + g as usize] != 0) != neg);
@@ -91,12 +118,12 @@ impl<O: Observer> Block<'_, O> {
                 self.obs.issue(&Issue {
                     block: self.lin,
                     thread: t as u32,
-                    pc: *pc as u32,
+                    pc: pc as u32,
                     executed: shown,
                 });
             }
             if !executed {
-                *pc += 1;
+                pc += 1;
                 continue;
             }
             let r = &mut self.regs[base..base + ns];
@@ -176,7 +203,7 @@ impl<O: Observer> Block<'_, O> {
                 } => {
                     r[d as usize] = conversion::cvt(dst, src, rnd, int_rnd, sat, ftz, r[a as usize])
                 }
-                Op::Cvta { kind, d, a } => conversion::cvta(r, kind, d, a)?,
+                Op::Cvta { kind, d, a } => tri!(conversion::cvta(r, kind, d, a)),
                 Op::Ld {
                     space,
                     size,
@@ -188,7 +215,7 @@ impl<O: Observer> Block<'_, O> {
                     strong,
                 } => {
                     let addr = ab.map_or(0, |s| r[s as usize]).wrapping_add(off as u64);
-                    self.ld(t, *pc, mem, space, size, ty, n, dst, addr, strong)?;
+                    tri!(self.ld(t, pc, mem, space, size, ty, n, dst, addr, strong));
                 }
                 Op::St {
                     space,
@@ -200,7 +227,7 @@ impl<O: Observer> Block<'_, O> {
                     strong,
                 } => {
                     let addr = ab.map_or(0, |s| r[s as usize]).wrapping_add(off as u64);
-                    self.st(t, *pc, mem, space, size, n, src, addr, strong)?;
+                    tri!(self.st(t, pc, mem, space, size, n, src, addr, strong));
                 }
                 Op::Atom {
                     space,
@@ -213,35 +240,37 @@ impl<O: Observer> Block<'_, O> {
                     c,
                 } => {
                     let addr = ab.map_or(0, |s| r[s as usize]).wrapping_add(off as u64);
-                    self.atom(t, *pc, mem, space, op, ty, d, addr, b, c)?;
+                    tri!(self.atom(t, pc, mem, space, op, ty, d, addr, b, c));
                 }
                 Op::Bra { target, .. } => {
-                    *pc = target as usize;
+                    pc = target as usize;
                     continue;
                 }
                 Op::BraUni { target, pred, neg } => {
                     let taken = (r[pred as usize] != 0) != neg;
-                    self.check_uni(t, *pc, taken)?;
+                    tri!(self.check_uni(t, pc, taken));
                     if taken {
                         match target {
                             Some(target) => {
-                                *pc = target as usize;
+                                pc = target as usize;
                                 continue;
                             }
-                            None => return Ok(Stop::Exit),
+                            None => leave!(Ok(Stop::Exit)),
                         }
                     }
                 }
-                Op::Exit { .. } => return Ok(Stop::Exit),
-                Op::Bar { id, .. } => return Ok(Stop::Bar(branch::barrier_id(r[id as usize])?)),
+                Op::Exit { .. } => leave!(Ok(Stop::Exit)),
+                Op::Bar { id, .. } => {
+                    leave!(Ok(Stop::Bar(tri!(branch::barrier_id(r[id as usize])))))
+                }
                 Op::Nop => {}
-                Op::Shfl { .. } | Op::Vote { .. } | Op::WarpSync { .. } => return Ok(Stop::Warp),
+                Op::Shfl { .. } | Op::Vote { .. } | Op::WarpSync { .. } => leave!(Ok(Stop::Warp)),
                 Op::Activemask { d } => {
                     let m = self.activemask(t);
                     self.regs[base + d as usize] = m;
                 }
             }
-            *pc += 1;
+            pc += 1;
         }
     }
 }

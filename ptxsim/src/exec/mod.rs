@@ -66,8 +66,8 @@ impl From<String> for Trap {
 /// execution (and the lane that took it first), and how often each lane has executed it.
 #[derive(Default)]
 struct UniHistory {
-    taken: Vec<(bool, u8)>,
-    count: [u32; 32],
+    pub(in crate::exec) taken: Vec<(bool, u8)>,
+    pub(in crate::exec) count: [u32; 32],
 }
 
 /// One block being run, and the launch-wide state it carries along.
@@ -315,7 +315,20 @@ fn lanes_str(lanes: &[usize]) -> String {
 }
 
 fn mask_lanes(mask: u32) -> Vec<usize> {
-    (0..32).filter(|l| mask & (1 << l) != 0).collect()
+    lanes_of(mask).collect()
+}
+
+/// The lanes set in `mask`, in ascending order (no allocation).
+fn lanes_of(mask: u32) -> impl Iterator<Item = usize> {
+    let mut m = mask;
+    std::iter::from_fn(move || {
+        if m == 0 {
+            return None;
+        }
+        let l = m.trailing_zeros() as usize;
+        m &= m - 1;
+        Some(l)
+    })
 }
 
 impl<O: Observer> Block<'_, O> {
@@ -398,10 +411,6 @@ impl<O: Observer> Block<'_, O> {
     #[inline(always)]
     fn reg(&self, t: usize, s: Slot) -> u64 {
         self.regs[t * self.ns + s as usize]
-    }
-
-    fn set_reg(&mut self, t: usize, s: Slot, v: u64) {
-        self.regs[t * self.ns + s as usize] = v;
     }
 
     /// Lanes of warp `w` that exist (a partial last warp has fewer than 32).
@@ -517,7 +526,7 @@ impl<O: Observer> Block<'_, O> {
             return Ok(());
         }
         // Every member lane waits at a collective: the same one?
-        for j in mask_lanes(mask) {
+        for j in lanes_of(mask) {
             let u = lo + j;
             let upc = self.pcs[u];
             if !self.same_collective(pc, upc) {
@@ -549,7 +558,7 @@ impl<O: Observer> Block<'_, O> {
             r.warp_sync(lo, mask);
         }
         self.waiting[w] &= !mask;
-        for j in mask_lanes(mask) {
+        for j in lanes_of(mask) {
             let u = lo + j;
             self.state[u] = State::Ready;
             self.pcs[u] += 1;
@@ -562,7 +571,7 @@ impl<O: Observer> Block<'_, O> {
     fn check_exit_in_collective(&self, t: usize) -> Result<(), SimError> {
         let w = t / 32;
         let lane = t % 32;
-        for j in mask_lanes(self.waiting[w]) {
+        for j in lanes_of(self.waiting[w]) {
             let u = w * 32 + j;
             let mask = self
                 .collective_mask_slot(self.pcs[u])
@@ -658,32 +667,5 @@ impl<O: Observer> Block<'_, O> {
             self.sched.wake(t);
         }
         Ok(true)
-    }
-
-    /// Checks that the `n`-th execution of the guarded `.uni` branch at `pc` by thread `t`
-    /// goes the way the other lanes' `n`-th executions went.
-    #[cold]
-    fn check_uni(&mut self, t: usize, pc: usize, taken: bool) -> Result<(), String> {
-        let w = t / 32;
-        let lane = t % 32;
-        let h = self.uni.entry((w as u32, pc as u32)).or_default();
-        let n = h.count[lane] as usize;
-        h.count[lane] += 1;
-        match h.taken.get(n) {
-            Some(&(dir, first)) if dir != taken => {
-                let how = |d: bool| if d { "takes" } else { "does not take" };
-                Err(format!(
-                    "divergent `.uni` branch: lane {lane} {} it, but lane {first} of warp {w} {} it (execution {} of this branch by each lane)",
-                    how(taken),
-                    how(dir),
-                    n + 1
-                ))
-            }
-            Some(_) => Ok(()),
-            None => {
-                h.taken.push((taken, lane as u8));
-                Ok(())
-            }
-        }
     }
 }

@@ -45,7 +45,7 @@ fn float_of(bits: u64, ty: Ty) -> f64 {
 }
 
 /// `setp.cmp.ty p|q, a, b{, .bop c}`.
-#[inline]
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn setp(
     r: &mut [u64],

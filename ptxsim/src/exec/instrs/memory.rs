@@ -108,7 +108,7 @@ impl<O: Observer> Block<'_, O> {
     }
 
     /// `ld{.space}{.v2,.v4}.type`.
-    #[inline]
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(in crate::exec) fn ld(
         &mut self,
@@ -179,7 +179,7 @@ impl<O: Observer> Block<'_, O> {
     }
 
     /// `st{.space}{.v2,.v4}.type`.
-    #[inline]
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(in crate::exec) fn st(
         &mut self,

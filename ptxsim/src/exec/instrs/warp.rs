@@ -7,7 +7,7 @@
 //! are read from its own instruction.
 
 use super::super::{Block, State};
-use crate::ir::{Op, ShflMode, Slot, VoteMode};
+use crate::ir::{Op, ShflMode, VoteMode};
 use crate::trace::Observer;
 
 /// Source lane of `shfl.sync` for `lane`, and whether it is in range (the PTX ISA's `pval`):
@@ -48,30 +48,35 @@ impl<O: Observer> Block<'_, O> {
         mask: u32,
     ) -> Result<(), (usize, String)> {
         let k = self.k;
-        let op_of = |b: &Self, j: usize| k.code.get(b.pcs[lo + j] as usize).map(|i| &i.op);
-        let lanes: Vec<usize> = (0..32).filter(|j| mask & (1 << j) != 0).collect();
+        let ns = self.ns;
+        let op_of = |pc: u32| k.code.get(pc as usize).map(|i| &i.op);
+        // every lane's source operand first, then the results: a lane's destination may be
+        // another lane's source
         let mut vals = [0u64; 32];
-        for &j in &lanes {
-            match op_of(self, j) {
-                Some(Op::Shfl { a, .. }) => vals[j] = self.reg(lo + j, *a) & 0xffff_ffff,
-                Some(Op::Vote { a, aneg, .. }) => {
-                    vals[j] = ((self.reg(lo + j, *a) != 0) != *aneg) as u64
-                }
+        let mut ballot = 0u32;
+        let mut m = mask;
+        while m != 0 {
+            let j = m.trailing_zeros() as usize;
+            m &= m - 1;
+            let r = &self.regs[(lo + j) * ns..];
+            match op_of(self.pcs[lo + j]) {
+                Some(&Op::Shfl { a, .. }) => vals[j] = r[a as usize] & 0xffff_ffff,
+                Some(&Op::Vote { a, aneg, .. }) if (r[a as usize] != 0) != aneg => ballot |= 1 << j,
                 _ => {}
             }
         }
-        let ballot = lanes
-            .iter()
-            .filter(|&&j| vals[j] != 0)
-            .fold(0u32, |m, &j| m | 1 << j);
-        let mut out: Vec<(usize, Slot, u64)> = Vec::with_capacity(2 * lanes.len());
-        for &j in &lanes {
+        let mut m = mask;
+        while m != 0 {
+            let j = m.trailing_zeros() as usize;
+            m &= m - 1;
             let t = lo + j;
-            match op_of(self, j) {
+            let op = op_of(self.pcs[t]);
+            let r = &mut self.regs[t * ns..(t + 1) * ns];
+            match op {
                 Some(&Op::Shfl {
                     mode, d, p, b, c, ..
                 }) => {
-                    let (bb, cc) = (self.reg(t, b) as u32, self.reg(t, c) as u32);
+                    let (bb, cc) = (r[b as usize] as u32, r[c as usize] as u32);
                     let (src, ok) = shfl_source(mode, j as u32, bb, cc);
                     let v = if ok {
                         if !(0..32).contains(&src) || mask & (1 << src) == 0 {
@@ -86,25 +91,21 @@ impl<O: Observer> Block<'_, O> {
                     } else {
                         vals[j]
                     };
-                    out.push((t, d, v));
+                    r[d as usize] = v;
                     if let Some(p) = p {
-                        out.push((t, p, ok as u64));
+                        r[p as usize] = ok as u64;
                     }
                 }
                 Some(&Op::Vote { mode, d, .. }) => {
-                    let v = match mode {
+                    r[d as usize] = match mode {
                         VoteMode::All => (ballot == mask) as u64,
                         VoteMode::Any => (ballot != 0) as u64,
                         VoteMode::Uni => (ballot == mask || ballot == 0) as u64,
                         VoteMode::Ballot => ballot as u64,
                     };
-                    out.push((t, d, v));
                 }
                 _ => {}
             }
-        }
-        for (t, s, v) in out {
-            self.set_reg(t, s, v);
         }
         Ok(())
     }
