@@ -502,11 +502,15 @@ fn run_large<T: Element>(arch: u32, case: &LargeCase) -> (usize, usize) {
     let mut mem = Memory::new();
     let src_bytes = (src_shape.numel() * size) as u64;
     let dst_bytes = (dst_shape.numel() * size) as u64;
-    let src = mem.alloc_sparse(src_bytes, fill_with::<T>(element::<T>));
+    let src = mem
+        .alloc_sparse(src_bytes, fill_with::<T>(element::<T>))
+        .expect("sparse src");
     let dst = if atomic {
         mem.alloc_sparse(dst_bytes, fill_with::<T>(zero::<T>))
+            .expect("sparse dst")
     } else {
         mem.alloc_sparse(dst_bytes, fill_with::<T>(nan::<T>))
+            .expect("sparse dst")
     };
     let params: Vec<ParamValue> = launch
         .args

@@ -55,8 +55,9 @@ impl Case {
 }
 
 /// The fixed edge cases, in both layouts: non-divisible, upsampling, 1x1 output, identity,
-/// 1-wide and 1-tall inputs, an empty batch, a zero output size, None entries, and a shape that
-/// needs the 64-bit index kernels (its window products pass 2^32).
+/// 1-wide and 1-tall inputs, an empty batch, a zero output size, None entries, a shape that
+/// needs the 64-bit index kernels (its window products pass 2^32), and global pooling of
+/// planes of several sizes.
 pub fn edge_cases() -> Vec<Case> {
     let mut cases = Vec::new();
     for layout in Layout::ALL {
@@ -81,6 +82,10 @@ pub fn edge_cases() -> Vec<Case> {
             Case::new(&[2, 24, 5, 5], 7, layout),
             Case::new(&[1, 3, 70, 90], (2, 3), layout),
             Case::new(&[16, 40, 3], (1, 1), layout),
+            // Global pooling of planes of 15 elements (each plane starts at a different
+            // 16-byte phase, so the warp kernel's scalar head and tail vary) and of 1x1 planes.
+            Case::new(&[3, 5, 3, 5], 1, layout),
+            Case::new(&[4, 1, 1], 1, layout),
         ]);
     }
     cases
