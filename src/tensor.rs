@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut};
+use cudarc::driver::{
+    CudaContext, CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut,
+};
 
 use crate::element::Element;
 use crate::error::{cuda, Error, Result};
@@ -56,9 +58,36 @@ impl<T> DeviceStorageMut<T> for CudaViewMut<'_, T> {}
 /// the stream it belongs to: [`Tensor::storage`] is then `None`.
 #[derive(Debug)]
 pub struct Tensor<S> {
+    /// Declared before `storage`, so it is dropped first: see `BindOnDrop`.
+    _owner: BindOnDrop,
     storage: Storage<S>,
     shape: Shape,
     layout: Layout,
+}
+
+/// Makes the context of a tensor's memory current on the dropping thread before the memory is
+/// freed. cudarc frees a `CudaSlice` with `cuMemFreeAsync` on its stream without binding the
+/// context first; for a legacy default stream (a null handle) the driver then resolves the
+/// stream in whatever context is current, so dropping a tensor of device 0 while device 1's
+/// context is current would queue the free on device 1's stream, unordered with the copies and
+/// kernels still queued on device 0's. `None` for views, which free nothing.
+#[derive(Debug)]
+struct BindOnDrop(Option<Arc<CudaContext>>);
+
+impl BindOnDrop {
+    fn of(stream: &Arc<CudaStream>) -> BindOnDrop {
+        BindOnDrop(Some(stream.context().clone()))
+    }
+}
+
+impl Drop for BindOnDrop {
+    fn drop(&mut self) {
+        if let Some(ctx) = &self.0 {
+            // A failure is recorded in the context by cudarc and surfaces at its next checked
+            // call; a drop cannot return it.
+            let _ = ctx.bind_to_thread();
+        }
+    }
 }
 
 /// Where a tensor's elements live.
@@ -89,6 +118,7 @@ impl<S> Tensor<S> {
         let shape = Shape::new(dims)?;
         check_len(storage.len(), &shape)?;
         Ok(Tensor {
+            _owner: BindOnDrop::of(storage.stream()),
             storage: Storage::Device(storage),
             shape,
             layout,
@@ -195,6 +225,7 @@ impl<T: Element> DeviceTensor<T> {
             )
         };
         Ok(Tensor {
+            _owner: BindOnDrop::of(stream),
             storage,
             shape,
             layout,
@@ -215,6 +246,7 @@ impl<T: Element> DeviceTensor<T> {
             )
         };
         Ok(Tensor {
+            _owner: BindOnDrop::of(stream),
             storage,
             shape,
             layout,
@@ -243,6 +275,7 @@ impl<T: Element> DeviceTensor<T> {
     /// A read-only view of the whole tensor.
     pub fn view(&self) -> TensorView<'_, T> {
         Tensor {
+            _owner: BindOnDrop(None),
             storage: match &self.storage {
                 Storage::Device(s) => Storage::Device(s.as_view()),
                 Storage::Empty(stream) => Storage::Empty(stream.clone()),
@@ -255,6 +288,7 @@ impl<T: Element> DeviceTensor<T> {
     /// A writable view of the whole tensor.
     pub fn view_mut(&mut self) -> TensorViewMut<'_, T> {
         Tensor {
+            _owner: BindOnDrop(None),
             storage: match &mut self.storage {
                 Storage::Device(s) => Storage::Device(s.as_view_mut()),
                 Storage::Empty(stream) => Storage::Empty(stream.clone()),
@@ -309,6 +343,7 @@ pub(crate) fn output_tensor<T>(
         Storage::Device(alloc(shape.numel())?)
     };
     Ok(Tensor {
+        _owner: BindOnDrop::of(stream),
         storage,
         shape,
         layout,

@@ -978,3 +978,39 @@ fn driver_errors_say_what_the_crate_was_doing() {
         .check_err()
         .expect("an allocation failure is not sticky");
 }
+
+/// cudarc frees a `CudaSlice` on its stream without making its context current first, and a
+/// legacy default stream is resolved in whatever context is current: dropping a device-0
+/// tensor while device 1's context is current queued the free on device 1's stream, unordered
+/// with the copy still queued on device 0's (a use-after-free on hardware; a cross-stream race,
+/// sticky in both contexts, on the vgpu). With one device there is no other context to be
+/// current, and the test says so.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn device_config_a_tensor_dropped_under_another_context_is_freed_in_order() {
+    let ctx0 = context();
+    let devices = CudaContext::device_count().expect("device count");
+    if devices < 2 {
+        println!("{devices} device: no second context to drop a tensor under");
+        return;
+    }
+    println!("{devices} devices: dropping device-0 tensors while device 1's context is current");
+    let ctx1 = CudaContext::new(1).expect("device 1");
+    let s0 = ctx0.default_stream();
+    let host: Vec<f32> = (0..64).map(|i| i as f32 + 0.5).collect();
+    for _ in 0..4 {
+        let x0 = DeviceTensor::from_host(&s0, &host, &[1, 8, 8], Layout::Nchw).expect("upload");
+        ctx1.bind_to_thread().expect("binding device 1");
+        drop(x0);
+    }
+    ctx0.bind_to_thread().expect("binding device 0");
+    s0.synchronize().expect("device 0's stream after the drops");
+    ctx0.check_err()
+        .expect("no error left in device 0's context");
+    ctx1.bind_to_thread().expect("binding device 1");
+    ctx1.default_stream()
+        .synchronize()
+        .expect("device 1's stream after the drops");
+    ctx1.check_err()
+        .expect("no error left in device 1's context");
+}
