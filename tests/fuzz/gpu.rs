@@ -399,6 +399,12 @@ fn faults(devices: &Devices, all: &[Fault]) -> Vec<Fault> {
         .collect()
 }
 
+/// A valid case (`None`) with probability [`VALID`], else one of `all` that these devices can
+/// produce.
+fn maybe_fault(devices: &Devices, rng: &mut StdRng, all: &[Fault]) -> Option<Fault> {
+    (!rng.random_bool(VALID)).then(|| pick(rng, &faults(devices, all)))
+}
+
 fn forward_case<T: Element>(
     devices: &Devices,
     rng: &mut StdRng,
@@ -407,20 +413,16 @@ fn forward_case<T: Element>(
     layout: Layout,
 ) {
     let on_device = *on_device;
-    let fault = (!rng.random_bool(VALID)).then(|| {
-        pick(
-            rng,
-            &faults(
-                devices,
-                &[
-                    Fault::EmptyDimension,
-                    Fault::Overflow,
-                    Fault::OutOfMemory,
-                    Fault::OtherDevice,
-                ],
-            ),
-        )
-    });
+    let fault = maybe_fault(
+        devices,
+        rng,
+        &[
+            Fault::EmptyDimension,
+            Fault::Overflow,
+            Fault::OutOfMemory,
+            Fault::OtherDevice,
+        ],
+    );
     let dims = x_dims(rng, fault);
     let size = size_for(rng, fault);
     let x_on = stream_for(devices, rng, on_device, fault == Some(Fault::OtherDevice));
@@ -481,21 +483,17 @@ fn forward_into_case<T: Element>(
     layout: Layout,
 ) {
     let on_device = *on_device;
-    let fault = (!rng.random_bool(VALID)).then(|| {
-        pick(
-            rng,
-            &faults(
-                devices,
-                &[
-                    Fault::EmptyDimension,
-                    Fault::Overflow,
-                    Fault::Shape,
-                    Fault::Layout,
-                    Fault::OtherDevice,
-                ],
-            ),
-        )
-    });
+    let fault = maybe_fault(
+        devices,
+        rng,
+        &[
+            Fault::EmptyDimension,
+            Fault::Overflow,
+            Fault::Shape,
+            Fault::Layout,
+            Fault::OtherDevice,
+        ],
+    );
     let dims = x_dims(rng, fault);
     let size = size_for(rng, fault);
     let other = fault == Some(Fault::OtherDevice);
@@ -558,22 +556,18 @@ fn backward_cases<T: Element>(
     let on_device = *on_device;
 
     // backward: input dims of any kind (they are plain numbers), grad_output right or not.
-    let fault = (!rng.random_bool(VALID)).then(|| {
-        pick(
-            rng,
-            &faults(
-                devices,
-                &[
-                    Fault::Rank,
-                    Fault::EmptyDimension,
-                    Fault::Overflow,
-                    Fault::OutOfMemory,
-                    Fault::Shape,
-                    Fault::OtherDevice,
-                ],
-            ),
-        )
-    });
+    let fault = maybe_fault(
+        devices,
+        rng,
+        &[
+            Fault::Rank,
+            Fault::EmptyDimension,
+            Fault::Overflow,
+            Fault::OutOfMemory,
+            Fault::Shape,
+            Fault::OtherDevice,
+        ],
+    );
     let input: Vec<usize> = match fault {
         Some(Fault::Rank) => loop {
             let dims = gen::any_dims(rng);
@@ -652,21 +646,17 @@ fn backward_cases<T: Element>(
     }
 
     // backward_into: grad_input of the right or another shape, layout, device.
-    let fault = (!rng.random_bool(VALID)).then(|| {
-        pick(
-            rng,
-            &faults(
-                devices,
-                &[
-                    Fault::EmptyDimension,
-                    Fault::Overflow,
-                    Fault::Shape,
-                    Fault::Layout,
-                    Fault::OtherDevice,
-                ],
-            ),
-        )
-    });
+    let fault = maybe_fault(
+        devices,
+        rng,
+        &[
+            Fault::EmptyDimension,
+            Fault::Overflow,
+            Fault::Shape,
+            Fault::Layout,
+            Fault::OtherDevice,
+        ],
+    );
     let gi_dims = x_dims(rng, fault);
     let size = size_for(rng, fault);
     let want_go = oracle::resolve(&gi_dims, size);
