@@ -316,12 +316,16 @@ fn ours_variant(
     let rin = shape(rdims)?;
     let rout = shape([rdims[0], rdims[1], case.out.0, case.out.1])?;
     let work_ratio = (case.dims[0] * case.dims[1]) as f64 / (rdims[0] * rdims[1]) as f64;
-    // The reduced problem runs the same kernel family as the real one.
-    let family = |p: &LaunchPlan| {
-        p.steps.iter().find_map(|s| match s {
-            Step::Launch(l) => Some(l.clone()),
-            _ => None,
-        })
+    // The reduced problem runs the same kernel family as the real one: its n-th launch stands
+    // for the real plan's n-th launch.
+    let launches = |p: &LaunchPlan| -> Vec<plan::KernelLaunch> {
+        p.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Launch(l) => Some(l.clone()),
+                _ => None,
+            })
+            .collect()
     };
     let red = match pass {
         "forward" => plan::forward_with(forward_family, &rin, &rout, layout, dtype, &device),
@@ -334,7 +338,7 @@ fn ours_variant(
             &device,
         ),
         _ => plan::backward_with(
-            plan::BackwardKernel::AtomicScatter,
+            plan::select_backward(BackwardAlgorithm::Atomic, &output, layout, dtype),
             &rout,
             &rin,
             layout,
@@ -359,11 +363,15 @@ fn ours_variant(
     let src = fill(&mut mem, src_n as u64 * size)?;
     let dst = fill(&mut mem, dst_n as u64 * size)?;
     let mut t = PassTime::default();
+    let reduced_launches = launches(&red);
+    let mut next_launch = reduced_launches.iter();
     for step in &real.steps {
         match step {
             Step::ZeroDst => t.memset(gpu, real_dst),
             Step::Launch(l) => {
-                let r = family(&red).ok_or("the reduced plan launches nothing")?;
+                let r = next_launch
+                    .next()
+                    .ok_or("the reduced plan launches fewer kernels than the real one")?;
                 // Same kernel as the real launch (its index width), the reduced problem's grid.
                 let text = ptx::get(l.module, arch).ok_or("no PTX")?;
                 let module = cache.module(l.module, arch, text)?;
