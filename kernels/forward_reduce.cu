@@ -3,9 +3,11 @@
 // with few outputs. Same formula and accumulator types as forward.cu (see common.cuh); only the
 // summation order differs.
 #include "common.cuh"
+#include "batch.cuh"
 
 // Global pooling, NCHW: one warp per (n, c) plane; the plane is contiguous, so lanes stride
-// over it with 16-byte vector loads after a scalar head that reaches 16-byte alignment.
+// over it with 16-byte vector loads (up to 8 per lane in flight) after a scalar head that
+// reaches 16-byte alignment.
 template <typename T, typename I>
 __device__ __forceinline__ void forward_global_nchw(const T* __restrict__ in,
                                                     T* __restrict__ out, I batch, I channels,
@@ -23,20 +25,59 @@ __device__ __forceinline__ void forward_global_nchw(const T* __restrict__ in,
         I head = (I)(((16u - ((u64)src & 15u)) & 15u) / sizeof(T));
         head = head < hw ? head : hw;
         const I vectors = (hw - head) / (I)N;
-        A sum = 0;
-        for (I i = lane; i < head; i += AP_WARP) {
-            sum += to_acc(src[i]);
+        const I tail = head + vectors * (I)N;
+        // Each lane has at most one element of the head and one of the tail (both are shorter
+        // than a vector); they are loaded first so that they are in flight with the vectors.
+        typedef typename Raw<T>::type R;
+        R head_value = 0;
+        R tail_value = 0;
+        if (lane < head) {
+            head_value = raw_of(src[lane]);
         }
-        for (I v = lane; v < vectors; v += AP_WARP) {
-            A vals[V16<T>::N];
-            V16<T>::load(src + head + v * (I)N, vals);
+        if (tail + lane < hw) {
+            tail_value = raw_of(src[tail + lane]);
+        }
+        // Lane order: its head element, its vectors lane, lane + 32, ... (8 loads in flight,
+        // batch.cuh), its tail element.
+        A sum = 0;
+        bool head_added = false;
+        const uint4* vsrc = reinterpret_cast<const uint4*>(src + head);
+        for (I v0 = lane; v0 < vectors; v0 += AP_WARP * 8) {
+            uint4 r[8];
+            unsigned int first[8];
+            int n = 0;
 #pragma unroll
-            for (int j = 0; j < N; ++j) {
-                sum += vals[j];
+            for (int k = 0; k < 8; ++k) {
+                r[k] = make_uint4(0u, 0u, 0u, 0u);
+                if (v0 + (I)k * AP_WARP < vectors) {
+                    r[k] = vsrc[v0 + (I)k * AP_WARP];
+                    n = k + 1;
+                }
+                first[k] = r[k].x;
+            }
+            after_loads(first);
+            if (!head_added && lane < head) {
+                sum += to_acc(of_raw<T>(head_value));
+            }
+            head_added = true;
+#pragma unroll
+            for (int k = 0; k < 8; ++k) {
+                if (k < n) {
+                    r[k].x = first[k];
+                    A vals[V16<T>::N];
+                    unpack16<T>(r[k], vals);
+#pragma unroll
+                    for (int j = 0; j < N; ++j) {
+                        sum += vals[j];
+                    }
+                }
             }
         }
-        for (I i = head + vectors * (I)N + lane; i < hw; i += AP_WARP) {
-            sum += to_acc(src[i]);
+        if (!head_added && lane < head) {
+            sum += to_acc(of_raw<T>(head_value));
+        }
+        if (tail + lane < hw) {
+            sum += to_acc(of_raw<T>(tail_value));
         }
         sum = warp_sum(sum);
         if (lane == 0) {
@@ -46,7 +87,7 @@ __device__ __forceinline__ void forward_global_nchw(const T* __restrict__ in,
 }
 
 // Large windows, many cells, NCHW: one warp per output cell, lanes across the window's columns
-// row by row (coalesced), then a warp reduction.
+// row by row (coalesced), each lane with up to 8 loads in flight, then a warp reduction.
 template <typename T, typename I>
 __device__ __forceinline__ void forward_warp_nchw(const T* __restrict__ in, T* __restrict__ out,
                                                   I batch, I channels, I in_h, I in_w, I out_h,
@@ -62,12 +103,8 @@ __device__ __forceinline__ void forward_warp_nchw(const T* __restrict__ in, T* _
         const Window<I> win = at.win;
         const I h0 = win.h0, h1 = win.h1, w0 = win.w0, w1 = win.w1;
         const T* p = in + plane * in_h * in_w;
-        A sum = 0;
-        for (I h = h0; h < h1; ++h) {
-            for (I w = w0 + lane; w < w1; w += AP_WARP) {
-                sum += to_acc(p[h * in_w + w]);
-            }
-        }
+        // Row by row, lanes across the columns, 8 loads per lane in flight (batch.cuh).
+        A sum = sum_window(p, in_w, h0, h1, (I)1, w0 + lane, w1, (I)AP_WARP);
         sum = warp_sum(sum);
         if (lane == 0) {
             out[cell] = from_acc<T>(sum / (A)((h1 - h0) * (w1 - w0)));
@@ -76,7 +113,8 @@ __device__ __forceinline__ void forward_warp_nchw(const T* __restrict__ in, T* _
 }
 
 // Large windows, few cells, NCHW: one block per output cell; warp k takes rows h0 + k,
-// h0 + k + 8, ..., lanes across columns; warp sums meet in shared memory.
+// h0 + k + 8, ..., lanes across columns, each lane with up to 8 loads in flight; warp sums meet
+// in shared memory.
 template <typename T, typename I>
 __device__ __forceinline__ void forward_block_nchw(const T* __restrict__ in, T* __restrict__ out,
                                                    I batch, I channels, I in_h, I in_w, I out_h,
@@ -93,12 +131,9 @@ __device__ __forceinline__ void forward_block_nchw(const T* __restrict__ in, T* 
         const Window<I> win = at.win;
         const I h0 = win.h0, h1 = win.h1, w0 = win.w0, w1 = win.w1;
         const T* p = in + plane * in_h * in_w;
-        A sum = 0;
-        for (I h = h0 + warp; h < h1; h += warps_per_block) {
-            for (I w = w0 + lane; w < w1; w += AP_WARP) {
-                sum += to_acc(p[h * in_w + w]);
-            }
-        }
+        // Rows h0 + warp, h0 + warp + 8, ..., lanes across the columns, 8 loads per lane in
+        // flight (batch.cuh).
+        A sum = sum_window(p, in_w, h0 + warp, h1, warps_per_block, w0 + lane, w1, (I)AP_WARP);
         sum = warp_sum(sum);
         if (lane == 0) {
             warp_sums[warp] = sum;

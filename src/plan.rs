@@ -137,15 +137,46 @@ pub fn vector_width(dtype: DType) -> usize {
 /// no single better value: 64 stays.
 pub const LARGE_WINDOW: usize = 64;
 
-/// Input planes below which global pooling has too few planes for a warp each and uses a
-/// block per plane instead, per multiprocessor.
+/// Cells (per multiprocessor) below which large windows have too few cells for a warp each and
+/// use a block per cell instead (rule 2 of [`select_forward`]).
 ///
-/// Modelled crossover (`--sweep` of `examples/model.rs` on H100, NCHW global pooling; modelled,
-/// not measured): a warp per plane overtakes a block per plane between 4 and 8 planes per SM
-/// for 7x7 planes, is ahead at every count for 14x14, and overtakes between 8 and 16 for 56x56
-/// (10.8 vs 7.5 us at 8, 11.3 vs 18.2 us at 16). 16 is at or above every crossover measured,
-/// costing at most 1.4 us on small planes between 8 and 15 per SM: the model supports keeping it.
+/// No sweep over cells per SM for large windows exists (modelled or measured); 16 is the value
+/// set when this constant also served global pooling, where the model (`--sweep` on H100, before
+/// [`PLANES_PER_MULTIPROCESSOR`]; modelled, not measured) put the crossover of a warp per plane
+/// over a block per plane between 4 and 8 planes per SM for 7x7 planes and between 8 and 16 for
+/// 56x56. No case of the table has between 1 and 16 large-window cells per SM.
 pub const WARPS_PER_MULTIPROCESSOR: usize = 16;
+
+/// Input planes (per multiprocessor) below which NCHW global pooling of planes larger than
+/// [`SMALL_PLANE`] has too few planes for a warp each and uses a block per plane instead.
+///
+/// Modelled crossover (`cargo run --release --example model -- --gpu h100 --sweep`, and
+/// `--gpu a100`, first table, gpumodel, 2026-11-21; modelled, not measured), with a warp per
+/// plane keeping up to 8 vector loads per lane in flight: for 56x56 f32 planes a block per plane
+/// is ahead at 1 and 2 planes per SM (H100 3.9 vs 4.3 us, A100 4.4 vs 4.8 us), the two meet at
+/// 4 (H100 4.8 vs 4.7, A100 5.6 vs 5.5) and a warp per plane is ahead from 8 on (H100 7.3 vs 6.9,
+/// A100 9.0 vs 8.4); for 7x7 and 14x14 planes a warp per plane is ahead at every count from 1
+/// to 64. 4 is the crossover.
+pub const PLANES_PER_MULTIPROCESSOR: usize = 4;
+
+/// Lanes that sum one plane in [`ForwardKernel::GlobalLanes`] (`AP_LANES_PER_PLANE` in
+/// `kernels/forward_lanes.cu`): a block takes 256 / 8 = 32 planes per round.
+pub const LANES_PER_PLANE: usize = 8;
+
+/// The largest NCHW plane (elements) whose global pooling takes
+/// [`ForwardKernel::GlobalLanes`]: 8 elements per lane, so that every lane's loads are one
+/// batch in flight together (larger planes take several dependent batches, where a warp per
+/// plane with 16-byte loads does better).
+///
+/// Modelled (`cargo run --release --example model -- --gpu h100 --case NAME` with this
+/// constant at 64 and at 0, gpumodel, 2026-11-21; modelled, not measured), f32 / f16 / f64:
+/// `resnet50_head_b32` (65,536 planes of 7x7) 6.9 / 4.7 / 11.3 us with 8 lanes per plane
+/// against 13.6 / 15.0 / 12.4 us with a warp per plane (both with 8 loads per lane in flight);
+/// `head_batch1` (2,048 planes of 7x7) 3.0 / 3.0 / 3.1 us, where `--sweep` puts a warp per
+/// plane at 3.1 us (f32, f16) for 1 to 16 planes of 7x7 per SM: on a par where launch-bound,
+/// ahead where bandwidth counts. No case of the table has planes between 65 and 783 elements:
+/// the crossover above 64 is not modelled, and 64 is where the one-batch argument above ends.
+pub const SMALL_PLANE: usize = 64;
 
 /// Threads one multiprocessor keeps resident (2048 on sm_75 to sm_90 with 256-thread blocks).
 pub const THREADS_PER_MULTIPROCESSOR: usize = 2048;
@@ -162,6 +193,10 @@ pub enum ForwardKernel {
     /// Global pooling (1x1 output) in NCHW: one warp per (n, c) plane with 16-byte loads
     /// (`kernels/forward_reduce.cu`).
     GlobalWarp,
+    /// Global pooling (1x1 output) in NCHW: [`LANES_PER_PLANE`] lanes per (n, c) plane, each
+    /// with up to 8 loads in flight, and a contiguous range of planes per block
+    /// (`kernels/forward_lanes.cu`). For planes of at most [`SMALL_PLANE`] elements.
+    GlobalLanes,
     /// NCHW large windows: one warp per output cell, lanes across each window row.
     WarpPerCell,
     /// Large windows with few cells: one block per output cell (NCHW) or per output cell and
@@ -171,10 +206,11 @@ pub enum ForwardKernel {
 
 impl ForwardKernel {
     /// Every forward kernel family.
-    pub const ALL: [ForwardKernel; 5] = [
+    pub const ALL: [ForwardKernel; 6] = [
         ForwardKernel::Elementwise,
         ForwardKernel::NhwcVector,
         ForwardKernel::GlobalWarp,
+        ForwardKernel::GlobalLanes,
         ForwardKernel::WarpPerCell,
         ForwardKernel::BlockPerCell,
     ];
@@ -186,7 +222,7 @@ impl ForwardKernel {
             ForwardKernel::NhwcVector => {
                 layout == Layout::Nhwc && output.channels() % vector_width(dtype) == 0
             }
-            ForwardKernel::GlobalWarp => {
+            ForwardKernel::GlobalWarp | ForwardKernel::GlobalLanes => {
                 layout == Layout::Nchw && output.height() == 1 && output.width() == 1
             }
             ForwardKernel::WarpPerCell => layout == Layout::Nchw,
@@ -251,8 +287,10 @@ fn max_window_area(input: &Shape, output: &Shape) -> usize {
 
 /// The forward kernel for these shapes on this device. The one selection rule:
 ///
-/// 1. NCHW global pooling (1x1 output) of planes of at least 8 elements: a warp per plane
-///    ([`ForwardKernel::GlobalWarp`]) when there are at least [`WARPS_PER_MULTIPROCESSOR`]
+/// 1. NCHW global pooling (1x1 output) of planes of at least 8 elements: planes of at most
+///    [`SMALL_PLANE`] elements take [`LANES_PER_PLANE`] lanes per plane
+///    ([`ForwardKernel::GlobalLanes`]); larger ones take a warp per plane
+///    ([`ForwardKernel::GlobalWarp`]) when there are at least [`PLANES_PER_MULTIPROCESSOR`]
 ///    planes per multiprocessor, else a block per plane ([`ForwardKernel::BlockPerCell`]).
 /// 2. Windows of at least [`LARGE_WINDOW`] elements with fewer output elements than the device
 ///    keeps threads resident ([`THREADS_PER_MULTIPROCESSOR`] per multiprocessor), where one
@@ -278,7 +316,9 @@ pub fn select_forward(
     let hw = input.height().saturating_mul(input.width());
     if layout == Layout::Nchw && global && hw >= 8 {
         let planes = input.batch() * input.channels();
-        return if planes >= sms * WARPS_PER_MULTIPROCESSOR {
+        return if hw <= SMALL_PLANE {
+            ForwardKernel::GlobalLanes
+        } else if planes >= sms * PLANES_PER_MULTIPROCESSOR {
             ForwardKernel::GlobalWarp
         } else {
             ForwardKernel::BlockPerCell
@@ -400,6 +440,12 @@ pub fn forward_with_index(
             "forward_global_nchw".to_string(),
             cells,
             32,
+        ),
+        ForwardKernel::GlobalLanes => (
+            "forward_lanes",
+            "forward_global_lanes_nchw".to_string(),
+            cells,
+            LANES_PER_PLANE,
         ),
         ForwardKernel::WarpPerCell => {
             ("forward_reduce", "forward_warp_nchw".to_string(), cells, 32)

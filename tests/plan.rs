@@ -24,13 +24,21 @@ fn selection_rule_on_model_shapes() {
     /// (input dims, output size, layout, dtype, expected kernel)
     type Expect = ([usize; 4], (usize, usize), Layout, DType, ForwardKernel);
     let cases: &[Expect] = &[
-        // ResNet-50 head: 524,288 planes of 49 elements: a warp per plane.
+        // ResNet-50 head: 524,288 planes of 49 elements: 8 lanes per plane.
         (
             [256, 2048, 7, 7],
             (1, 1),
             Layout::Nchw,
             DType::F32,
-            ForwardKernel::GlobalWarp,
+            ForwardKernel::GlobalLanes,
+        ),
+        // ... also with few planes (head at batch 1).
+        (
+            [1, 2048, 7, 7],
+            (1, 1),
+            Layout::Nchw,
+            DType::F64,
+            ForwardKernel::GlobalLanes,
         ),
         // ... and in channels-last, 16 bytes of channels per thread.
         (
@@ -115,12 +123,28 @@ fn selection_rule_on_model_shapes() {
             DType::F32,
             ForwardKernel::Elementwise,
         ),
-        // A tiny latency case with 64 planes: too few planes for a warp each on 132 SMs.
+        // A tiny latency case with 64 planes of 64 elements: 8 lanes per plane.
         (
             [1, 64, 8, 8],
             (1, 1),
             Layout::Nchw,
             DType::F32,
+            ForwardKernel::GlobalLanes,
+        ),
+        // Squeeze-excite at batch 8: 1,024 planes of 28x28, about 8 per SM: a warp each.
+        (
+            [8, 128, 28, 28],
+            (1, 1),
+            Layout::Nchw,
+            DType::F32,
+            ForwardKernel::GlobalWarp,
+        ),
+        // ... at batch 1, under one plane per SM: a block per plane.
+        (
+            [1, 128, 28, 28],
+            (1, 1),
+            Layout::Nchw,
+            DType::F16,
             ForwardKernel::BlockPerCell,
         ),
     ];
@@ -378,6 +402,6 @@ fn index_width_selects_the_entry_point() {
         }
     }
     // 4 dtypes x (at 4x4, NCHW: 3 forward + 2 backward families, NHWC: 3 + 3; at 1x1, NCHW:
-    // 4 + 3, NHWC: 3 + 4).
-    assert_eq!(checked, 4 * (5 + 6 + 7 + 7), "{checked}");
+    // 5 + 3, NHWC: 3 + 4).
+    assert_eq!(checked, 4 * (5 + 6 + 8 + 7), "{checked}");
 }

@@ -111,7 +111,7 @@ fn describe(sim: &Sim) -> String {
     )
 }
 
-/// The 14 kernel groups: each forward and backward family in each layout it supports (the
+/// The 15 kernel groups: each forward and backward family in each layout it supports (the
 /// labels of [`KernelTable`]).
 fn kernel_groups() -> Vec<(String, Layout)> {
     // A 1x1 output of 16 channels is one that every family supports in some layout.
@@ -129,7 +129,7 @@ fn kernel_groups() -> Vec<(String, Layout)> {
             }
         }
     }
-    assert_eq!(groups.len(), 14, "{groups:?}");
+    assert_eq!(groups.len(), 15, "{groups:?}");
     groups
 }
 
@@ -249,6 +249,7 @@ fn affordable_forward(kernel: ForwardKernel, out: &Shape) -> bool {
     let per_item = match kernel {
         ForwardKernel::Elementwise | ForwardKernel::NhwcVector => 1,
         ForwardKernel::GlobalWarp | ForwardKernel::WarpPerCell => 32,
+        ForwardKernel::GlobalLanes => 8,
         _ => 256,
     };
     out.numel().saturating_mul(per_item) <= FORCED_THREAD_BUDGET
