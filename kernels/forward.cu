@@ -6,8 +6,10 @@
 //
 // Entry points and index types: AP_INSTANTIATE in common.cuh.
 #include "common.cuh"
+#include "batch.cuh"
 
 // Contiguous NCHW: planes of in_h x in_w, consecutive threads take consecutive output columns.
+// Windows at least two 16-byte vectors wide are read with 16-byte loads along their rows.
 template <typename T, typename I>
 __device__ __forceinline__ void forward_nchw(const T* __restrict__ in, T* __restrict__ out,
                                              I batch, I channels, I in_h, I in_w, I out_h,
@@ -22,9 +24,17 @@ __device__ __forceinline__ void forward_nchw(const T* __restrict__ in, T* __rest
         const I h0 = win.h0, h1 = win.h1, w0 = win.w0, w1 = win.w1;
         const T* p = in + plane * in_h * in_w;
         A sum = 0;
-        for (I h = h0; h < h1; ++h) {
-            for (I w = w0; w < w1; ++w) {
-                sum += to_acc(p[h * in_w + w]);
+        if (w1 - w0 >= (I)(2 * V16<T>::N)) {
+            // Rows of at least two vectors: 16-byte loads along each row where aligned
+            // (batch.cuh). Same row-major order as the scalar loop below.
+            for (I h = h0; h < h1; ++h) {
+                sum = sum_row_vec16(p + h * in_w, w0, w1, sum);
+            }
+        } else {
+            for (I h = h0; h < h1; ++h) {
+                for (I w = w0; w < w1; ++w) {
+                    sum += to_acc(p[h * in_w + w]);
+                }
             }
         }
         out[idx] = from_acc<T>(sum / (A)((h1 - h0) * (w1 - w0)));

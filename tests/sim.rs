@@ -404,8 +404,8 @@ fn selected_kernels_match_the_reference_on_every_architecture() {
     }
 }
 
-/// Guards the vector kernels' alignment test: the 16-byte kernels and the global warp kernel
-/// on buffers of which the input alone, the output alone, or both start one element past a
+/// Guards the vector kernels' alignment test: the 16-byte kernels, the global warp kernel and
+/// the element-wise kernel (16-byte loads along wide NCHW window rows) on buffers of which the input alone, the output alone, or both start one element past a
 /// 16-byte boundary (views into larger buffers) must fall back to scalar accesses, not fault.
 /// A test that looks at one pointer only takes the vector path with the other misaligned and
 /// faults on the misaligned 16-byte access.
@@ -420,8 +420,16 @@ fn vector_kernels_fall_back_when_either_buffer_is_misaligned() {
             let out = case.output_size.resolve(&shape).expect("output shape");
             for dtype in DType::ALL {
                 for misalign in placements {
-                    for kernel in [ForwardKernel::NhwcVector, ForwardKernel::GlobalWarp] {
-                        if kernel.supports(&out, case.layout, dtype)
+                    for kernel in [
+                        ForwardKernel::NhwcVector,
+                        ForwardKernel::GlobalWarp,
+                        ForwardKernel::Elementwise,
+                    ] {
+                        // The element-wise kernel's 16-byte loads are NCHW only.
+                        let vectorised =
+                            kernel != ForwardKernel::Elementwise || case.layout == Layout::Nchw;
+                        if vectorised
+                            && kernel.supports(&out, case.layout, dtype)
                             && affordable_forward(kernel, &out)
                         {
                             let mut sim = Sim::new(arch, BlockOrder::Forward);
@@ -469,8 +477,9 @@ fn vector_kernels_fall_back_when_either_buffer_is_misaligned() {
         }
     }
     table.print();
-    // Each vector kernel, on every architecture and dtype, with each of the three placements.
-    assert_eq!(table.rows.len(), 3 * archs().len() * DType::ALL.len());
+    // Each vector kernel (NHWC forward and backward, the global warp, the NCHW element-wise), on
+    // every architecture and dtype, with each of the three placements.
+    assert_eq!(table.rows.len(), 4 * archs().len() * DType::ALL.len());
     for (key, c) in &table.rows {
         assert_eq!(c.placements.len(), placements.len(), "{key:?}");
     }
