@@ -187,6 +187,8 @@ enum Work {
     Warp,
     /// A grid-stride loop over items, one block each.
     Block,
+    /// One contiguous range of items per block, an even share of them (groups of 8 threads).
+    Range,
 }
 
 /// One large case: a kernel group, shapes, and what its items are.
@@ -307,6 +309,7 @@ fn large_cases(dtype: DType) -> Vec<LargeCase> {
         (F::Elementwise, Nhwc, &[image, images]),
         (F::NhwcVector, Nhwc, &[image, images]),
         (F::GlobalWarp, Nchw, &[planes_global]),
+        (F::GlobalLanes, Nchw, &[planes_global]),
         (F::WarpPerCell, Nchw, &[plane_pooled, planes_large_windows]),
         (F::BlockPerCell, Nchw, &[plane_pooled, planes_global]),
         (F::BlockPerCell, Nhwc, &[image_pooled, images_global]),
@@ -327,6 +330,7 @@ fn large_cases(dtype: DType) -> Vec<LargeCase> {
                 F::Elementwise => (Work::Thread, output.numel()),
                 F::NhwcVector => (Work::Thread, output.numel() / vec),
                 F::GlobalWarp | F::WarpPerCell => (Work::Warp, output.numel()),
+                F::GlobalLanes => (Work::Range, output.numel()),
                 _ if layout == Nchw => (Work::Block, output.numel()),
                 _ => {
                     let c = output.channels();
@@ -410,13 +414,14 @@ impl Observer for Recorder {
     }
 }
 
-/// The block of the grid that runs item `i` of a grid-stride loop.
-fn block_of(work: Work, i: usize, grid: usize) -> u64 {
+/// The block of the grid that runs item `i` of `items`.
+fn block_of(work: Work, i: usize, grid: usize, items: usize) -> u64 {
     let threads = THREADS_PER_BLOCK as usize;
     (match work {
         Work::Thread => (i % (grid * threads)) / threads,
         Work::Warp => (i % (grid * threads / 32)) * 32 / threads,
         Work::Block => i % grid,
+        Work::Range => i / items.div_ceil(grid),
     }) as u64
 }
 
@@ -427,6 +432,11 @@ fn items_of(work: Work, b: usize, grid: usize, items: usize) -> Vec<usize> {
         Work::Thread => (b * threads, threads, grid * threads),
         Work::Warp => (b * threads / 32, threads / 32, grid * threads / 32),
         Work::Block => (b, 1, grid),
+        Work::Range => {
+            let share = items.div_ceil(grid);
+            let first = (b * share).min(items);
+            return (first..((b + 1) * share).min(items)).collect();
+        }
     };
     (first..first + per_block)
         .flat_map(|i| (i..items).step_by(stride))
@@ -482,7 +492,7 @@ fn run_large<T: Element>(arch: u32, case: &LargeCase) -> (usize, usize) {
     // The first block, the one holding the last item (its loop wraps furthest), the last.
     let mut blocks: Vec<u64> = vec![
         0,
-        block_of(case.work, case.items - 1, grid),
+        block_of(case.work, case.items - 1, grid, case.items),
         grid as u64 - 1,
     ];
     blocks.sort_unstable();
