@@ -185,19 +185,21 @@ pub const THREADS_PER_MULTIPROCESSOR: usize = 2048;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ForwardKernel {
-    /// One thread per output element (`kernels/forward.cu`), both layouts.
+    /// One thread per output element (`kernels/forward.cu`), both layouts; in NCHW, 16-byte
+    /// loads along window rows at least two vectors wide.
     Elementwise,
     /// NHWC, one thread per 16 bytes of consecutive channels (`kernels/nhwc_vec.cu`); needs C a
     /// multiple of [`vector_width`].
     NhwcVector,
-    /// Global pooling (1x1 output) in NCHW: one warp per (n, c) plane with 16-byte loads
-    /// (`kernels/forward_reduce.cu`).
+    /// Global pooling (1x1 output) in NCHW: one warp per (n, c) plane with 16-byte loads, up
+    /// to 8 per lane in flight (`kernels/forward_reduce.cu`).
     GlobalWarp,
     /// Global pooling (1x1 output) in NCHW: [`LANES_PER_PLANE`] lanes per (n, c) plane, each
     /// with up to 8 loads in flight, and a contiguous range of planes per block
     /// (`kernels/forward_lanes.cu`). For planes of at most [`SMALL_PLANE`] elements.
     GlobalLanes,
-    /// NCHW large windows: one warp per output cell, lanes across each window row.
+    /// NCHW large windows: one warp per output cell, lanes across each window row, up to 8
+    /// loads per lane in flight.
     WarpPerCell,
     /// Large windows with few cells: one block per output cell (NCHW) or per output cell and
     /// tile of up to 32 channels (NHWC), reduced through shared memory.
