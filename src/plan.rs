@@ -167,16 +167,22 @@ pub enum ForwardKernel {
     /// Large windows with few cells: one block per output cell (NCHW) or per output cell and
     /// tile of up to 32 channels (NHWC), reduced through shared memory.
     BlockPerCell,
+    /// NHWC, every shape (`kernels/forward_nhwc_split.cu`): a block of lanes (16 bytes of
+    /// channels each where C is a multiple of [`vector_width`], else one channel) by window
+    /// slices ([`nhwc_split_slices`]), partial sums reduced through shared memory in a fixed
+    /// order.
+    NhwcSplit,
 }
 
 impl ForwardKernel {
     /// Every forward kernel family.
-    pub const ALL: [ForwardKernel; 5] = [
+    pub const ALL: [ForwardKernel; 6] = [
         ForwardKernel::Elementwise,
         ForwardKernel::NhwcVector,
         ForwardKernel::GlobalWarp,
         ForwardKernel::WarpPerCell,
         ForwardKernel::BlockPerCell,
+        ForwardKernel::NhwcSplit,
     ];
 
     /// Whether this family computes the forward for these shapes, layout and dtype.
@@ -190,6 +196,7 @@ impl ForwardKernel {
                 layout == Layout::Nchw && output.height() == 1 && output.width() == 1
             }
             ForwardKernel::WarpPerCell => layout == Layout::Nchw,
+            ForwardKernel::NhwcSplit => layout == Layout::Nhwc,
         }
     }
 }
@@ -251,17 +258,24 @@ fn max_window_area(input: &Shape, output: &Shape) -> usize {
 
 /// The forward kernel for these shapes on this device. The one selection rule:
 ///
+/// 0. NHWC: [`ForwardKernel::NhwcSplit`], whatever the shapes: it covers small windows with many
+///    cells (one slice: a thread per 16 bytes of channels, as [`ForwardKernel::NhwcVector`],
+///    with four loads in flight instead of one) and large windows or few cells (the window
+///    split over up to [`MAX_NHWC_SLICES`] threads, see [`nhwc_split_slices`]), and replaces
+///    [`ForwardKernel::NhwcVector`], [`ForwardKernel::BlockPerCell`] and
+///    [`ForwardKernel::Elementwise`] in that layout. Modelled (gpumodel, the 17 cases of
+///    `benches/cases.txt` x 4 dtypes on H100 and A100; not measured): it is faster than the
+///    family it replaces on the rows those lost to PyTorch (up to 5x on head_batch1 f32) and
+///    within 8% of it on every other row, inside the model's sampling error.
 /// 1. NCHW global pooling (1x1 output) of planes of at least 8 elements: a warp per plane
 ///    ([`ForwardKernel::GlobalWarp`]) when there are at least [`WARPS_PER_MULTIPROCESSOR`]
 ///    planes per multiprocessor, else a block per plane ([`ForwardKernel::BlockPerCell`]).
-/// 2. Windows of at least [`LARGE_WINDOW`] elements with fewer output elements than the device
-///    keeps threads resident ([`THREADS_PER_MULTIPROCESSOR`] per multiprocessor), where one
-///    thread per output would leave it idle: NCHW takes a warp per cell
+/// 2. NCHW windows of at least [`LARGE_WINDOW`] elements with fewer output elements than the
+///    device keeps threads resident ([`THREADS_PER_MULTIPROCESSOR`] per multiprocessor), where
+///    one thread per output would leave it idle: a warp per cell
 ///    ([`ForwardKernel::WarpPerCell`]) when there are at least [`WARPS_PER_MULTIPROCESSOR`]
-///    cells per multiprocessor, else a block per cell; NHWC takes a block per cell and
-///    channel tile.
-/// 3. Otherwise one thread per output element: 16 bytes of channels per thread in NHWC when C
-///    allows ([`ForwardKernel::NhwcVector`]), else one element ([`ForwardKernel::Elementwise`]).
+///    cells per multiprocessor, else a block per cell.
+/// 3. Otherwise (NCHW) one thread per output element ([`ForwardKernel::Elementwise`]).
 ///
 /// The compute capability does not change the choice: every kernel exists for every
 /// architecture built, and ptxas reports no spills for any of them.
@@ -269,13 +283,16 @@ pub fn select_forward(
     input: &Shape,
     output: &Shape,
     layout: Layout,
-    dtype: DType,
+    _dtype: DType,
     device: &DeviceLimits,
 ) -> ForwardKernel {
     let sms = device.multiprocessors.max(1) as usize;
     let cells = output.numel();
     let global = output.height() == 1 && output.width() == 1;
     let hw = input.height().saturating_mul(input.width());
+    if layout == Layout::Nhwc {
+        return ForwardKernel::NhwcSplit;
+    }
     if layout == Layout::Nchw && global && hw >= 8 {
         let planes = input.batch() * input.channels();
         return if planes >= sms * WARPS_PER_MULTIPROCESSOR {
@@ -285,16 +302,60 @@ pub fn select_forward(
         };
     }
     if max_window_area(input, output) >= LARGE_WINDOW && cells < sms * THREADS_PER_MULTIPROCESSOR {
-        return match layout {
-            Layout::Nchw if cells >= sms * WARPS_PER_MULTIPROCESSOR => ForwardKernel::WarpPerCell,
-            _ => ForwardKernel::BlockPerCell,
+        return if cells >= sms * WARPS_PER_MULTIPROCESSOR {
+            ForwardKernel::WarpPerCell
+        } else {
+            ForwardKernel::BlockPerCell
         };
     }
-    if ForwardKernel::NhwcVector.supports(output, layout, dtype) {
-        ForwardKernel::NhwcVector
-    } else {
-        ForwardKernel::Elementwise
+    ForwardKernel::Elementwise
+}
+
+/// The most window slices (threads per output's 16 bytes of channels) of
+/// [`ForwardKernel::NhwcSplit`]: 128 keeps at least two lanes per block, so a slice's lanes
+/// read at least a whole 32-byte sector of a pixel when C allows.
+pub const MAX_NHWC_SLICES: usize = 128;
+
+/// Threads per multiprocessor that [`nhwc_split_slices`] splits windows until it reaches: half
+/// of [`THREADS_PER_MULTIPROCESSOR`].
+///
+/// Modelled crossover (gpumodel, `--case`, H100; modelled, not measured): on
+/// resnet50_head_b32 f32 (32 x 512 items of 49 pixels) filling 512, 1024, 2048 and 4096
+/// threads per SM gives 7.0, 7.0, 8.8 and 8.8 us (past 1024 the per-item index work of the
+/// extra slices makes it issue-bound); on efficientnet_head f32 512 and 1024 give 9.2 and
+/// 8.1 us, f64 15.9 and 13.7 us, f16 5.9 and 6.3 us; squeeze_excite_b8, head_batch1 and
+/// latency_8_to_1 are the same at both (launch- or latency-bound). 1024 is best or within
+/// 7% of best on each.
+pub const NHWC_SPLIT_FILL: usize = THREADS_PER_MULTIPROCESSOR / 2;
+
+/// Window slices of [`ForwardKernel::NhwcSplit`] (its block is `256 / slices` lanes by `slices`):
+/// the smallest power of two at which `items x slices` threads fill the device
+/// ([`NHWC_SPLIT_FILL`] per multiprocessor), at most [`MAX_NHWC_SLICES`] and at most
+/// the smallest window's area (a slice beyond it would only idle). `items` counts
+/// (n, output cell, channel group) triples.
+///
+/// Why fill the device and no more (modelled, gpumodel):
+/// a thread's serial chain is about `pixels / (4 x slices)` DRAM latencies (four loads in
+/// flight), so while the grid does not fill the device each doubling of the slices halves the
+/// critical path of a latency-bound launch (resnet50_head_b32 f32: 32 x 512 items, 16 slices);
+/// once it fills the device the blocks loop and the chain per SM no longer shrinks, while the
+/// shared-memory tree adds a barrier per doubling.
+pub fn nhwc_split_slices(
+    items: usize,
+    input: &Shape,
+    output: &Shape,
+    device: &DeviceLimits,
+) -> usize {
+    let span = |i: usize, o: usize| i.checked_div(o).map_or(0, |q| q.max(1));
+    let min_area =
+        span(input.height(), output.height()).saturating_mul(span(input.width(), output.width()));
+    let fill = (device.multiprocessors.max(1) as usize).saturating_mul(NHWC_SPLIT_FILL);
+    let mut slices = 1;
+    while slices < MAX_NHWC_SLICES && slices * 2 <= min_area && items.saturating_mul(slices) < fill
+    {
+        slices *= 2;
     }
+    slices
 }
 
 /// The backward kernel for an algorithm: [`BackwardKernel::AtomicScatter`] for
@@ -404,6 +465,15 @@ pub fn forward_with_index(
         ForwardKernel::WarpPerCell => {
             ("forward_reduce", "forward_warp_nchw".to_string(), cells, 32)
         }
+        ForwardKernel::NhwcSplit => {
+            let slices = nhwc_split_slices(
+                cells / nhwc_split_width(output, dtype),
+                input,
+                output,
+                device,
+            );
+            return nhwc_split_with_slices(slices, index, input, output, dtype, device);
+        }
         ForwardKernel::BlockPerCell => {
             let jobs = match layout {
                 Layout::Nchw => cells,
@@ -430,6 +500,60 @@ pub fn forward_with_index(
             output,
             device,
         ))],
+    })
+}
+
+/// Channels per work item of [`ForwardKernel::NhwcSplit`]: [`vector_width`] where C is a
+/// multiple of it (`forward_nhwc_split`), else 1 (`forward_nhwc_split1`).
+fn nhwc_split_width(output: &Shape, dtype: DType) -> usize {
+    let width = vector_width(dtype);
+    if output.channels() % width == 0 {
+        width
+    } else {
+        1
+    }
+}
+
+/// The [`ForwardKernel::NhwcSplit`] plan (NHWC) with `slices` window slices (1 to 256; any
+/// count is correct, [`nhwc_split_slices`] picks powers of two), or `None` for another count or
+/// an [`IndexWidth::Idx32`] request where [`fits_idx32`] does not hold. The performance model
+/// uses it to give a reduced problem the real problem's block shape, and tests to force
+/// slice counts.
+pub fn nhwc_split_with_slices(
+    slices: usize,
+    index: IndexWidth,
+    input: &Shape,
+    output: &Shape,
+    dtype: DType,
+    device: &DeviceLimits,
+) -> Option<LaunchPlan> {
+    if !(1..=THREADS_PER_BLOCK as usize).contains(&slices) {
+        return None;
+    }
+    let width = nhwc_split_width(output, dtype);
+    let name = if width == 1 {
+        "forward_nhwc_split1"
+    } else {
+        "forward_nhwc_split"
+    };
+    let suffix = format!("{}_{}", dtype.name(), index.suffix(input, output)?);
+    let items = output.numel() / width;
+    if items == 0 {
+        return Some(LaunchPlan::default());
+    }
+    let lanes = THREADS_PER_BLOCK as usize / slices;
+    let mut launch = grid_stride_launch(
+        "forward_nhwc_split",
+        format!("{name}_{suffix}"),
+        items.div_ceil(lanes),
+        THREADS_PER_BLOCK as usize,
+        input,
+        output,
+        device,
+    );
+    launch.block = [lanes as u32, slices as u32, 1];
+    Some(LaunchPlan {
+        steps: vec![Step::Launch(launch)],
     })
 }
 

@@ -32,13 +32,13 @@ fn selection_rule_on_model_shapes() {
             DType::F32,
             ForwardKernel::GlobalWarp,
         ),
-        // ... and in channels-last, 16 bytes of channels per thread.
+        // ... and in channels-last, the split kernel, as for every NHWC shape.
         (
             [256, 2048, 7, 7],
             (1, 1),
             Layout::Nhwc,
             DType::F16,
-            ForwardKernel::NhwcVector,
+            ForwardKernel::NhwcSplit,
         ),
         // Squeeze-excite: planes of 3136.
         (
@@ -53,7 +53,7 @@ fn selection_rule_on_model_shapes() {
             (1, 1),
             Layout::Nhwc,
             DType::F32,
-            ForwardKernel::BlockPerCell,
+            ForwardKernel::NhwcSplit,
         ),
         // 224 -> 7: windows of 32x32, 100,352 cells: a warp per cell.
         (
@@ -75,7 +75,7 @@ fn selection_rule_on_model_shapes() {
             (7, 7),
             Layout::Nhwc,
             DType::F16,
-            ForwardKernel::BlockPerCell,
+            ForwardKernel::NhwcSplit,
         ),
         // Eight 1024x1024 planes to 3x3: 72 cells of ~117,000 elements: a block per cell.
         (
@@ -98,7 +98,7 @@ fn selection_rule_on_model_shapes() {
             (7, 7),
             Layout::Nhwc,
             DType::Bf16,
-            ForwardKernel::NhwcVector,
+            ForwardKernel::NhwcSplit,
         ),
         (
             [64, 256, 5, 5],
@@ -113,7 +113,7 @@ fn selection_rule_on_model_shapes() {
             (4, 4),
             Layout::Nhwc,
             DType::F32,
-            ForwardKernel::Elementwise,
+            ForwardKernel::NhwcSplit,
         ),
         // A tiny latency case with 64 planes: too few planes for a warp each on 132 SMs.
         (
@@ -129,6 +129,85 @@ fn selection_rule_on_model_shapes() {
         let got = select_forward(&input, &output, layout, dtype, &H100);
         assert_eq!(got, want, "{dims:?} -> {size:?} {layout} {dtype}");
         assert!(got.supports(&output, layout, dtype));
+    }
+}
+
+/// The split kernel's window slices on the table's channels-last shapes (H100): the smallest
+/// power of two that fills 1024 threads per SM, at most 128 and the smallest window.
+#[test]
+fn nhwc_split_slices_fill_the_device() {
+    // (input dims, output size, dtype, slices, what the case is)
+    type Expect = ([usize; 4], (usize, usize), DType, usize, &'static str);
+    let cases: &[Expect] = &[
+        (
+            [32, 2048, 7, 7],
+            (1, 1),
+            DType::F32,
+            16,
+            "16,384 items x 16 >= 135,168",
+        ),
+        (
+            [32, 2048, 7, 7],
+            (1, 1),
+            DType::F16,
+            32,
+            "8,192 items: 16 would be 131,072",
+        ),
+        (
+            [1, 2048, 7, 7],
+            (1, 1),
+            DType::F32,
+            32,
+            "64 would pass the 49-pixel window",
+        ),
+        (
+            [64, 256, 56, 56],
+            (1, 1),
+            DType::F64,
+            32,
+            "8,192 items x 32 = 262,144",
+        ),
+        (
+            [64, 256, 56, 56],
+            (1, 1),
+            DType::F32,
+            64,
+            "4,096 items x 64 = 262,144",
+        ),
+        (
+            [8, 1, 1024, 1024],
+            (3, 3),
+            DType::F32,
+            128,
+            "72 items: capped at 128",
+        ),
+        ([64, 512, 7, 7], (7, 7), DType::F32, 1, "one-pixel windows"),
+        (
+            [256, 2048, 7, 7],
+            (1, 1),
+            DType::F32,
+            2,
+            "131,072 items x 2 >= 135,168",
+        ),
+    ];
+    for &(dims, size, dtype, want, why) in cases {
+        let (input, output) = shapes(dims, size);
+        let p = plan::forward_with(
+            ForwardKernel::NhwcSplit,
+            &input,
+            &output,
+            Layout::Nhwc,
+            dtype,
+            &H100,
+        )
+        .expect("plan");
+        let Step::Launch(l) = &p.steps[0] else {
+            panic!("{p:?}");
+        };
+        assert_eq!(
+            l.block[1] as usize, want,
+            "{dims:?} -> {size:?} {dtype}: {why}"
+        );
     }
 }
 
@@ -204,7 +283,9 @@ fn plans_keep_their_invariants() {
                                         "{} missing",
                                         l.kernel
                                     );
-                                    assert_eq!(l.block, [THREADS_PER_BLOCK, 1, 1]);
+                                    // 256 threads: in x, or lanes by window slices (NhwcSplit).
+                                    assert_eq!(l.block[0] * l.block[1], THREADS_PER_BLOCK);
+                                    assert_eq!(l.block[2], 1);
                                     assert!(
                                         l.grid[0] >= 1
                                             && l.grid[0] <= 132 * plan::BLOCKS_PER_MULTIPROCESSOR
@@ -377,7 +458,7 @@ fn index_width_selects_the_entry_point() {
             }
         }
     }
-    // 4 dtypes x (at 4x4, NCHW: 3 forward + 2 backward families, NHWC: 3 + 3; at 1x1, NCHW:
-    // 4 + 3, NHWC: 3 + 4).
-    assert_eq!(checked, 4 * (5 + 6 + 7 + 7), "{checked}");
+    // 4 dtypes x (at 4x4, NCHW: 3 forward + 2 backward families, NHWC: 4 + 3; at 1x1, NCHW:
+    // 4 + 3, NHWC: 4 + 4).
+    assert_eq!(checked, 4 * (5 + 7 + 7 + 8), "{checked}");
 }
