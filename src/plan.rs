@@ -316,30 +316,29 @@ pub fn select_forward(
 /// read at least a whole 32-byte sector of a pixel when C allows.
 pub const MAX_NHWC_SLICES: usize = 128;
 
-/// Threads per multiprocessor that [`nhwc_split_slices`] splits windows until it reaches: half
-/// of [`THREADS_PER_MULTIPROCESSOR`].
+/// Pixels of the smallest window each slice of [`ForwardKernel::NhwcSplit`] keeps at least:
+/// one batch of four loads in flight.
 ///
-/// Modelled crossover (gpumodel, `--case`, H100; modelled, not measured): on
-/// resnet50_head_b32 f32 (32 x 512 items of 49 pixels) filling 512, 1024, 2048 and 4096
-/// threads per SM gives 7.0, 7.0, 8.8 and 8.8 us (past 1024 the per-item index work of the
-/// extra slices makes it issue-bound); on efficientnet_head f32 512 and 1024 give 9.2 and
-/// 8.1 us, f64 15.9 and 13.7 us, f16 5.9 and 6.3 us; squeeze_excite_b8, head_batch1 and
-/// latency_8_to_1 are the same at both (launch- or latency-bound). 1024 is best or within
-/// 7% of best on each.
-pub const NHWC_SPLIT_FILL: usize = THREADS_PER_MULTIPROCESSOR / 2;
+/// Modelled crossover (gpumodel, `--case`; modelled, not measured), against filling half the
+/// resident threads with no floor: on resnet50_head_b32 (49-pixel windows, H100) slices of
+/// 1.5 pixels made f32 issue-bound (8.8 us at a full fill, 7.0 us with this floor) and f16
+/// latency-bound (5.8 us at half the fill, 4.7 us with the floor); with the floor a full fill
+/// takes 224_to_7x7 on A100 from 254.6 to 234.1 us (f32) and 506.8 to 465.8 us (f64),
+/// finer blocks leaving a smaller last wave. head_batch1 on H100 pays 0.2-0.3 us for it
+/// (3.7 to 3.9 us f32).
+pub const MIN_PIXELS_PER_SLICE: usize = 4;
 
 /// Window slices of [`ForwardKernel::NhwcSplit`] (its block is `256 / slices` lanes by `slices`):
 /// the smallest power of two at which `items x slices` threads fill the device
-/// ([`NHWC_SPLIT_FILL`] per multiprocessor), at most [`MAX_NHWC_SLICES`] and at most
-/// the smallest window's area (a slice beyond it would only idle). `items` counts
+/// ([`THREADS_PER_MULTIPROCESSOR`] per multiprocessor), at most [`MAX_NHWC_SLICES`] and at
+/// most the smallest window's area over [`MIN_PIXELS_PER_SLICE`] (a slice with fewer pixels
+/// spends more on its item's index arithmetic and the tree than on loads). `items` counts
 /// (n, output cell, channel group) triples.
 ///
-/// Why fill the device and no more (modelled, gpumodel):
-/// a thread's serial chain is about `pixels / (4 x slices)` DRAM latencies (four loads in
-/// flight), so while the grid does not fill the device each doubling of the slices halves the
-/// critical path of a latency-bound launch (resnet50_head_b32 f32: 32 x 512 items, 16 slices);
-/// once it fills the device the blocks loop and the chain per SM no longer shrinks, while the
-/// shared-memory tree adds a barrier per doubling.
+/// Why fill the device and no more: a thread's serial chain is about `pixels / (4 x slices)`
+/// DRAM latencies (four loads in flight), so while the threads do not fill the device each
+/// doubling of the slices halves the critical path of a latency-bound launch; once they fill
+/// it, more slices only queue more blocks and add a barrier to the tree per doubling.
 pub fn nhwc_split_slices(
     items: usize,
     input: &Shape,
@@ -349,9 +348,11 @@ pub fn nhwc_split_slices(
     let span = |i: usize, o: usize| i.checked_div(o).map_or(0, |q| q.max(1));
     let min_area =
         span(input.height(), output.height()).saturating_mul(span(input.width(), output.width()));
-    let fill = (device.multiprocessors.max(1) as usize).saturating_mul(NHWC_SPLIT_FILL);
+    let fill = (device.multiprocessors.max(1) as usize).saturating_mul(THREADS_PER_MULTIPROCESSOR);
     let mut slices = 1;
-    while slices < MAX_NHWC_SLICES && slices * 2 <= min_area && items.saturating_mul(slices) < fill
+    while slices < MAX_NHWC_SLICES
+        && slices * 2 * MIN_PIXELS_PER_SLICE <= min_area
+        && items.saturating_mul(slices) < fill
     {
         slices *= 2;
     }
@@ -551,6 +552,14 @@ pub fn nhwc_split_with_slices(
         output,
         device,
     );
+    // A block per tile of `lanes` items, not capped at what the device keeps resident: every
+    // block then runs one tile, where a capped grid gives some blocks one more trip of the
+    // loop than others (vgg_head_14, 1,568 tiles on 864 blocks of an A100: 704 blocks run
+    // two). Modelled (gpumodel, A100; not measured): vgg_head_14 f32 32.6 us capped, 20.6 us
+    // not, f64 47.7 and 38.7 us; vgg_head_7 f32 10.2 and 9.7 us. Part of the capped figures
+    // is the model's: it samples the first blocks, which are the ones with the extra trip.
+    // The kernel keeps its grid-stride loop, so grids past `MAX_GRID_X` stay correct.
+    launch.grid[0] = (items.div_ceil(lanes) as u64).clamp(1, MAX_GRID_X) as u32;
     launch.block = [lanes as u32, slices as u32, 1];
     Some(LaunchPlan {
         steps: vec![Step::Launch(launch)],

@@ -133,7 +133,8 @@ fn selection_rule_on_model_shapes() {
 }
 
 /// The split kernel's window slices on the table's channels-last shapes (H100): the smallest
-/// power of two that fills 1024 threads per SM, at most 128 and the smallest window.
+/// power of two that fills 2048 threads per SM, at most 128 and a quarter of the smallest
+/// window.
 #[test]
 fn nhwc_split_slices_fill_the_device() {
     // (input dims, output size, dtype, slices, what the case is)
@@ -143,36 +144,36 @@ fn nhwc_split_slices_fill_the_device() {
             [32, 2048, 7, 7],
             (1, 1),
             DType::F32,
-            16,
-            "16,384 items x 16 >= 135,168",
-        ),
-        (
-            [32, 2048, 7, 7],
-            (1, 1),
-            DType::F16,
-            32,
-            "8,192 items: 16 would be 131,072",
+            8,
+            "16 would leave 3 of 49 pixels a slice",
         ),
         (
             [1, 2048, 7, 7],
             (1, 1),
+            DType::F16,
+            8,
+            "256 items, the same floor",
+        ),
+        (
+            [256, 2048, 7, 7],
+            (1, 1),
             DType::F32,
-            32,
-            "64 would pass the 49-pixel window",
+            4,
+            "131,072 items x 4 >= 270,336",
         ),
         (
             [64, 256, 56, 56],
             (1, 1),
             DType::F64,
-            32,
-            "8,192 items x 32 = 262,144",
+            64,
+            "8,192 items x 64 = 524,288",
         ),
         (
             [64, 256, 56, 56],
             (1, 1),
             DType::F32,
-            64,
-            "4,096 items x 64 = 262,144",
+            128,
+            "4,096 items: capped at 128",
         ),
         (
             [8, 1, 1024, 1024],
@@ -181,13 +182,20 @@ fn nhwc_split_slices_fill_the_device() {
             128,
             "72 items: capped at 128",
         ),
+        (
+            [32, 64, 224, 224],
+            (7, 7),
+            DType::F32,
+            16,
+            "25,088 items x 16 = 401,408",
+        ),
         ([64, 512, 7, 7], (7, 7), DType::F32, 1, "one-pixel windows"),
         (
-            [256, 2048, 7, 7],
-            (1, 1),
+            [64, 512, 14, 14],
+            (7, 7),
             DType::F32,
-            2,
-            "131,072 items x 2 >= 135,168",
+            1,
+            "four-pixel windows",
         ),
     ];
     for &(dims, size, dtype, want, why) in cases {
@@ -286,10 +294,13 @@ fn plans_keep_their_invariants() {
                                     // 256 threads: in x, or lanes by window slices (NhwcSplit).
                                     assert_eq!(l.block[0] * l.block[1], THREADS_PER_BLOCK);
                                     assert_eq!(l.block[2], 1);
-                                    assert!(
-                                        l.grid[0] >= 1
-                                            && l.grid[0] <= 132 * plan::BLOCKS_PER_MULTIPROCESSOR
-                                    );
+                                    // The split kernel's grid has a block per tile of items.
+                                    let cap = if l.module == "forward_nhwc_split" {
+                                        output.numel() as u32
+                                    } else {
+                                        132 * plan::BLOCKS_PER_MULTIPROCESSOR
+                                    };
+                                    assert!(l.grid[0] >= 1 && l.grid[0] <= cap);
                                     assert_eq!(l.args.len(), 8);
                                     assert!(l.args[2..]
                                         .iter()
