@@ -265,8 +265,9 @@ fn max_window_area(input: &Shape, output: &Shape) -> usize {
 ///    [`ForwardKernel::NhwcVector`], [`ForwardKernel::BlockPerCell`] and
 ///    [`ForwardKernel::Elementwise`] in that layout. Modelled (gpumodel, the 17 cases of
 ///    `benches/cases.txt` x 4 dtypes on H100 and A100; not measured): it is faster than the
-///    family it replaces on the rows those lost to PyTorch (up to 5x on head_batch1 f32) and
-///    within 8% of it on every other row, inside the model's sampling error.
+///    family it replaces on every row those lost to PyTorch (4.8x on head_batch1 f32, H100),
+///    and on every other row faster or at most 6% slower (A100 resnet50_head f64, DRAM-bound
+///    both ways), inside the model's sampling error.
 /// 1. NCHW global pooling (1x1 output) of planes of at least 8 elements: a warp per plane
 ///    ([`ForwardKernel::GlobalWarp`]) when there are at least [`WARPS_PER_MULTIPROCESSOR`]
 ///    planes per multiprocessor, else a block per plane ([`ForwardKernel::BlockPerCell`]).
