@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-use adaptive_pool::plan::{self, Buffer, DeviceLimits, KernelArg, LaunchPlan, Step};
+use adaptive_pool::plan::{self, Buffer, DeviceLimits, IndexWidth, KernelArg, LaunchPlan, Step};
 use adaptive_pool::{ptx, BackwardAlgorithm, DType, Layout, Shape};
 use gpumodel::gpu::{self, Gpu};
 use gpumodel::model::{memset_time, Bound};
@@ -328,6 +328,14 @@ fn ours_variant(
             .collect()
     };
     let red = match pass {
+        // The split kernel's block shape (its window slices) depends on the problem size:
+        // the reduced problem keeps the real launch's.
+        "forward" if forward_family == plan::ForwardKernel::NhwcSplit => {
+            launches(&real).first().and_then(|l| {
+                let slices = l.block[1] as usize;
+                plan::nhwc_split_with_slices(slices, IndexWidth::Auto, &rin, &rout, dtype, &device)
+            })
+        }
         "forward" => plan::forward_with(forward_family, &rin, &rout, layout, dtype, &device),
         "backward_deterministic" => plan::backward_with(
             plan::select_backward(BackwardAlgorithm::Deterministic, &output, layout, dtype),

@@ -138,7 +138,7 @@ pub fn vector_width(dtype: DType) -> usize {
 pub const LARGE_WINDOW: usize = 64;
 
 /// Cells (per multiprocessor) below which large windows have too few cells for a warp each and
-/// use a block per cell instead (rule 2 of [`select_forward`]).
+/// use a block per cell instead (rule 3 of [`select_forward`]).
 ///
 /// No sweep over cells per SM for large windows exists (modelled or measured); 16 is the value
 /// set when this constant also served global pooling, where the model (`--sweep` on H100, before
@@ -204,17 +204,23 @@ pub enum ForwardKernel {
     /// Large windows with few cells: one block per output cell (NCHW) or per output cell and
     /// tile of up to 32 channels (NHWC), reduced through shared memory.
     BlockPerCell,
+    /// NHWC, every shape (`kernels/forward_nhwc_split.cu`): a block of lanes (16 bytes of
+    /// channels each where C is a multiple of [`vector_width`], else one channel) by window
+    /// slices ([`nhwc_split_slices`]), partial sums reduced through shared memory in a fixed
+    /// order.
+    NhwcSplit,
 }
 
 impl ForwardKernel {
     /// Every forward kernel family.
-    pub const ALL: [ForwardKernel; 6] = [
+    pub const ALL: [ForwardKernel; 7] = [
         ForwardKernel::Elementwise,
         ForwardKernel::NhwcVector,
         ForwardKernel::GlobalWarp,
         ForwardKernel::GlobalLanes,
         ForwardKernel::WarpPerCell,
         ForwardKernel::BlockPerCell,
+        ForwardKernel::NhwcSplit,
     ];
 
     /// Whether this family computes the forward for these shapes, layout and dtype.
@@ -228,6 +234,7 @@ impl ForwardKernel {
                 layout == Layout::Nchw && output.height() == 1 && output.width() == 1
             }
             ForwardKernel::WarpPerCell => layout == Layout::Nchw,
+            ForwardKernel::NhwcSplit => layout == Layout::Nhwc,
         }
     }
 }
@@ -289,19 +296,27 @@ fn max_window_area(input: &Shape, output: &Shape) -> usize {
 
 /// The forward kernel for these shapes on this device. The one selection rule:
 ///
-/// 1. NCHW global pooling (1x1 output) of planes of at least 8 elements: planes of at most
+/// 1. NHWC: [`ForwardKernel::NhwcSplit`], whatever the shapes: it covers small windows with many
+///    cells (one slice: a thread per 16 bytes of channels, as [`ForwardKernel::NhwcVector`],
+///    with four loads in flight instead of one) and large windows or few cells (the window
+///    split over up to [`MAX_NHWC_SLICES`] threads, see [`nhwc_split_slices`]), and replaces
+///    [`ForwardKernel::NhwcVector`], [`ForwardKernel::BlockPerCell`] and
+///    [`ForwardKernel::Elementwise`] in that layout. Modelled (gpumodel, the 17 cases of
+///    `benches/cases.txt` x 4 dtypes on H100 and A100; not measured): it is faster than the
+///    family it replaces on every row those lost to PyTorch (4.8x on head_batch1 f32, H100),
+///    and on every other row faster or at most 6% slower (A100 resnet50_head f64, DRAM-bound
+///    both ways), inside the model's sampling error.
+/// 2. NCHW global pooling (1x1 output) of planes of at least 8 elements: planes of at most
 ///    [`SMALL_PLANE`] elements take [`LANES_PER_PLANE`] lanes per plane
 ///    ([`ForwardKernel::GlobalLanes`]); larger ones take a warp per plane
 ///    ([`ForwardKernel::GlobalWarp`]) when there are at least [`PLANES_PER_MULTIPROCESSOR`]
 ///    planes per multiprocessor, else a block per plane ([`ForwardKernel::BlockPerCell`]).
-/// 2. Windows of at least [`LARGE_WINDOW`] elements with fewer output elements than the device
-///    keeps threads resident ([`THREADS_PER_MULTIPROCESSOR`] per multiprocessor), where one
-///    thread per output would leave it idle: NCHW takes a warp per cell
+/// 3. NCHW windows of at least [`LARGE_WINDOW`] elements with fewer output elements than the
+///    device keeps threads resident ([`THREADS_PER_MULTIPROCESSOR`] per multiprocessor), where
+///    one thread per output would leave it idle: a warp per cell
 ///    ([`ForwardKernel::WarpPerCell`]) when there are at least [`WARPS_PER_MULTIPROCESSOR`]
-///    cells per multiprocessor, else a block per cell; NHWC takes a block per cell and
-///    channel tile.
-/// 3. Otherwise one thread per output element: 16 bytes of channels per thread in NHWC when C
-///    allows ([`ForwardKernel::NhwcVector`]), else one element ([`ForwardKernel::Elementwise`]).
+///    cells per multiprocessor, else a block per cell.
+/// 4. Otherwise (NCHW) one thread per output element ([`ForwardKernel::Elementwise`]).
 ///
 /// The compute capability does not change the choice: every kernel exists for every
 /// architecture built, and ptxas reports no spills for any of them.
@@ -309,14 +324,17 @@ pub fn select_forward(
     input: &Shape,
     output: &Shape,
     layout: Layout,
-    dtype: DType,
+    _dtype: DType,
     device: &DeviceLimits,
 ) -> ForwardKernel {
     let sms = device.multiprocessors.max(1) as usize;
     let cells = output.numel();
     let global = output.height() == 1 && output.width() == 1;
     let hw = input.height().saturating_mul(input.width());
-    if layout == Layout::Nchw && global && hw >= 8 {
+    if layout == Layout::Nhwc {
+        return ForwardKernel::NhwcSplit;
+    }
+    if global && hw >= 8 {
         let planes = input.batch() * input.channels();
         return if hw <= SMALL_PLANE {
             ForwardKernel::GlobalLanes
@@ -327,16 +345,61 @@ pub fn select_forward(
         };
     }
     if max_window_area(input, output) >= LARGE_WINDOW && cells < sms * THREADS_PER_MULTIPROCESSOR {
-        return match layout {
-            Layout::Nchw if cells >= sms * WARPS_PER_MULTIPROCESSOR => ForwardKernel::WarpPerCell,
-            _ => ForwardKernel::BlockPerCell,
+        return if cells >= sms * WARPS_PER_MULTIPROCESSOR {
+            ForwardKernel::WarpPerCell
+        } else {
+            ForwardKernel::BlockPerCell
         };
     }
-    if ForwardKernel::NhwcVector.supports(output, layout, dtype) {
-        ForwardKernel::NhwcVector
-    } else {
-        ForwardKernel::Elementwise
+    ForwardKernel::Elementwise
+}
+
+/// The most window slices (threads per output's 16 bytes of channels) of
+/// [`ForwardKernel::NhwcSplit`]: 128 keeps at least two lanes per block, so a slice's lanes
+/// read at least a whole 32-byte sector of a pixel when C allows.
+pub const MAX_NHWC_SLICES: usize = 128;
+
+/// Pixels of the smallest window each slice of [`ForwardKernel::NhwcSplit`] keeps at least:
+/// one batch of four loads in flight.
+///
+/// Modelled crossover (gpumodel, `--case`; modelled, not measured), against filling half the
+/// resident threads with no floor: on resnet50_head_b32 (49-pixel windows, H100) slices of
+/// 1.5 pixels made f32 issue-bound (8.8 us at a full fill, 7.0 us with this floor) and f16
+/// latency-bound (5.8 us at half the fill, 4.7 us with the floor); with the floor a full fill
+/// takes 224_to_7x7 on A100 from 254.6 to 234.1 us (f32) and 506.8 to 465.8 us (f64),
+/// finer blocks leaving a smaller last wave. head_batch1 on H100 pays 0.2-0.3 us for it
+/// (3.7 to 3.9 us f32).
+pub const MIN_PIXELS_PER_SLICE: usize = 4;
+
+/// Window slices of [`ForwardKernel::NhwcSplit`] (its block is `256 / slices` lanes by `slices`):
+/// the smallest power of two at which `items x slices` threads fill the device
+/// ([`THREADS_PER_MULTIPROCESSOR`] per multiprocessor), at most [`MAX_NHWC_SLICES`] and at
+/// most the smallest window's area over [`MIN_PIXELS_PER_SLICE`] (a slice with fewer pixels
+/// spends more on its item's index arithmetic and the tree than on loads). `items` counts
+/// (n, output cell, channel group) triples.
+///
+/// Why fill the device and no more: a thread's serial chain is about `pixels / (4 x slices)`
+/// DRAM latencies (four loads in flight), so while the threads do not fill the device each
+/// doubling of the slices halves the critical path of a latency-bound launch; once they fill
+/// it, more slices only queue more blocks and add a barrier to the tree per doubling.
+pub fn nhwc_split_slices(
+    items: usize,
+    input: &Shape,
+    output: &Shape,
+    device: &DeviceLimits,
+) -> usize {
+    let span = |i: usize, o: usize| i.checked_div(o).map_or(0, |q| q.max(1));
+    let min_area =
+        span(input.height(), output.height()).saturating_mul(span(input.width(), output.width()));
+    let fill = (device.multiprocessors.max(1) as usize).saturating_mul(THREADS_PER_MULTIPROCESSOR);
+    let mut slices = 1;
+    while slices < MAX_NHWC_SLICES
+        && slices * 2 * MIN_PIXELS_PER_SLICE <= min_area
+        && items.saturating_mul(slices) < fill
+    {
+        slices *= 2;
     }
+    slices
 }
 
 /// The backward kernel for an algorithm: [`BackwardKernel::AtomicScatter`] for
@@ -452,6 +515,15 @@ pub fn forward_with_index(
         ForwardKernel::WarpPerCell => {
             ("forward_reduce", "forward_warp_nchw".to_string(), cells, 32)
         }
+        ForwardKernel::NhwcSplit => {
+            let slices = nhwc_split_slices(
+                cells / nhwc_split_width(output, dtype),
+                input,
+                output,
+                device,
+            );
+            return nhwc_split_with_slices(slices, index, input, output, dtype, device);
+        }
         ForwardKernel::BlockPerCell => {
             let jobs = match layout {
                 Layout::Nchw => cells,
@@ -478,6 +550,68 @@ pub fn forward_with_index(
             output,
             device,
         ))],
+    })
+}
+
+/// Channels per work item of [`ForwardKernel::NhwcSplit`]: [`vector_width`] where C is a
+/// multiple of it (`forward_nhwc_split`), else 1 (`forward_nhwc_split1`).
+fn nhwc_split_width(output: &Shape, dtype: DType) -> usize {
+    let width = vector_width(dtype);
+    if output.channels() % width == 0 {
+        width
+    } else {
+        1
+    }
+}
+
+/// The [`ForwardKernel::NhwcSplit`] plan (NHWC) with `slices` window slices (1 to 256; any
+/// count is correct, [`nhwc_split_slices`] picks powers of two), or `None` for another count or
+/// an [`IndexWidth::Idx32`] request where [`fits_idx32`] does not hold. The performance model
+/// uses it to give a reduced problem the real problem's block shape, and tests to force
+/// slice counts.
+pub fn nhwc_split_with_slices(
+    slices: usize,
+    index: IndexWidth,
+    input: &Shape,
+    output: &Shape,
+    dtype: DType,
+    device: &DeviceLimits,
+) -> Option<LaunchPlan> {
+    if !(1..=THREADS_PER_BLOCK as usize).contains(&slices) {
+        return None;
+    }
+    let width = nhwc_split_width(output, dtype);
+    let name = if width == 1 {
+        "forward_nhwc_split1"
+    } else {
+        "forward_nhwc_split"
+    };
+    let suffix = format!("{}_{}", dtype.name(), index.suffix(input, output)?);
+    let items = output.numel() / width;
+    if items == 0 {
+        return Some(LaunchPlan::default());
+    }
+    let lanes = THREADS_PER_BLOCK as usize / slices;
+    let mut launch = grid_stride_launch(
+        "forward_nhwc_split",
+        format!("{name}_{suffix}"),
+        items.div_ceil(lanes),
+        THREADS_PER_BLOCK as usize,
+        input,
+        output,
+        device,
+    );
+    // A block per tile of `lanes` items, not capped at what the device keeps resident: every
+    // block then runs one tile, where a capped grid gives some blocks one more trip of the
+    // loop than others (vgg_head_14, 1,568 tiles on 864 blocks of an A100: 704 blocks run
+    // two). Modelled (gpumodel, A100; not measured): vgg_head_14 f32 32.6 us capped, 20.6 us
+    // not, f64 47.7 and 38.7 us; vgg_head_7 f32 10.2 and 9.7 us. Part of the capped figures
+    // is the model's: it samples the first blocks, which are the ones with the extra trip.
+    // The kernel keeps its grid-stride loop, so grids past `MAX_GRID_X` stay correct.
+    launch.grid[0] = (items.div_ceil(lanes) as u64).clamp(1, MAX_GRID_X) as u32;
+    launch.block = [lanes as u32, slices as u32, 1];
+    Some(LaunchPlan {
+        steps: vec![Step::Launch(launch)],
     })
 }
 

@@ -40,13 +40,13 @@ fn selection_rule_on_model_shapes() {
             DType::F64,
             ForwardKernel::GlobalLanes,
         ),
-        // ... and in channels-last, 16 bytes of channels per thread.
+        // ... and in channels-last, the split kernel, as for every NHWC shape.
         (
             [256, 2048, 7, 7],
             (1, 1),
             Layout::Nhwc,
             DType::F16,
-            ForwardKernel::NhwcVector,
+            ForwardKernel::NhwcSplit,
         ),
         // Squeeze-excite: planes of 3136.
         (
@@ -61,7 +61,7 @@ fn selection_rule_on_model_shapes() {
             (1, 1),
             Layout::Nhwc,
             DType::F32,
-            ForwardKernel::BlockPerCell,
+            ForwardKernel::NhwcSplit,
         ),
         // 224 -> 7: windows of 32x32, 100,352 cells: a warp per cell.
         (
@@ -83,7 +83,7 @@ fn selection_rule_on_model_shapes() {
             (7, 7),
             Layout::Nhwc,
             DType::F16,
-            ForwardKernel::BlockPerCell,
+            ForwardKernel::NhwcSplit,
         ),
         // Eight 1024x1024 planes to 3x3: 72 cells of ~117,000 elements: a block per cell.
         (
@@ -106,7 +106,7 @@ fn selection_rule_on_model_shapes() {
             (7, 7),
             Layout::Nhwc,
             DType::Bf16,
-            ForwardKernel::NhwcVector,
+            ForwardKernel::NhwcSplit,
         ),
         (
             [64, 256, 5, 5],
@@ -121,7 +121,7 @@ fn selection_rule_on_model_shapes() {
             (4, 4),
             Layout::Nhwc,
             DType::F32,
-            ForwardKernel::Elementwise,
+            ForwardKernel::NhwcSplit,
         ),
         // A tiny latency case with 64 planes of 64 elements: 8 lanes per plane.
         (
@@ -153,6 +153,93 @@ fn selection_rule_on_model_shapes() {
         let got = select_forward(&input, &output, layout, dtype, &H100);
         assert_eq!(got, want, "{dims:?} -> {size:?} {layout} {dtype}");
         assert!(got.supports(&output, layout, dtype));
+    }
+}
+
+/// The split kernel's window slices on the table's channels-last shapes (H100): the smallest
+/// power of two that fills 2048 threads per SM, at most 128 and a quarter of the smallest
+/// window.
+#[test]
+fn nhwc_split_slices_fill_the_device() {
+    // (input dims, output size, dtype, slices, what the case is)
+    type Expect = ([usize; 4], (usize, usize), DType, usize, &'static str);
+    let cases: &[Expect] = &[
+        (
+            [32, 2048, 7, 7],
+            (1, 1),
+            DType::F32,
+            8,
+            "16 would leave 3 of 49 pixels a slice",
+        ),
+        (
+            [1, 2048, 7, 7],
+            (1, 1),
+            DType::F16,
+            8,
+            "256 items, the same floor",
+        ),
+        (
+            [256, 2048, 7, 7],
+            (1, 1),
+            DType::F32,
+            4,
+            "131,072 items x 4 >= 270,336",
+        ),
+        (
+            [64, 256, 56, 56],
+            (1, 1),
+            DType::F64,
+            64,
+            "8,192 items x 64 = 524,288",
+        ),
+        (
+            [64, 256, 56, 56],
+            (1, 1),
+            DType::F32,
+            128,
+            "4,096 items: capped at 128",
+        ),
+        (
+            [8, 1, 1024, 1024],
+            (3, 3),
+            DType::F32,
+            128,
+            "72 items: capped at 128",
+        ),
+        (
+            [32, 64, 224, 224],
+            (7, 7),
+            DType::F32,
+            16,
+            "25,088 items x 16 = 401,408",
+        ),
+        ([64, 512, 7, 7], (7, 7), DType::F32, 1, "one-pixel windows"),
+        (
+            [64, 512, 14, 14],
+            (7, 7),
+            DType::F32,
+            1,
+            "four-pixel windows",
+        ),
+    ];
+    for &(dims, size, dtype, want, why) in cases {
+        let (input, output) = shapes(dims, size);
+        let p = plan::forward_with(
+            ForwardKernel::NhwcSplit,
+            &input,
+            &output,
+            Layout::Nhwc,
+            dtype,
+            &H100,
+        )
+        .expect("plan");
+        let Step::Launch(l) = &p.steps[0] else {
+            panic!("{p:?}");
+        };
+        assert_eq!(
+            l.block[1] as usize, want,
+            "{dims:?} -> {size:?} {dtype}: {why}"
+        );
     }
 }
 
@@ -228,11 +315,16 @@ fn plans_keep_their_invariants() {
                                         "{} missing",
                                         l.kernel
                                     );
-                                    assert_eq!(l.block, [THREADS_PER_BLOCK, 1, 1]);
-                                    assert!(
-                                        l.grid[0] >= 1
-                                            && l.grid[0] <= 132 * plan::BLOCKS_PER_MULTIPROCESSOR
-                                    );
+                                    // 256 threads: in x, or lanes by window slices (NhwcSplit).
+                                    assert_eq!(l.block[0] * l.block[1], THREADS_PER_BLOCK);
+                                    assert_eq!(l.block[2], 1);
+                                    // The split kernel's grid has a block per tile of items.
+                                    let cap = if l.module == "forward_nhwc_split" {
+                                        output.numel() as u32
+                                    } else {
+                                        132 * plan::BLOCKS_PER_MULTIPROCESSOR
+                                    };
+                                    assert!(l.grid[0] >= 1 && l.grid[0] <= cap);
                                     assert_eq!(l.args.len(), 8);
                                     assert!(l.args[2..]
                                         .iter()
@@ -401,7 +493,7 @@ fn index_width_selects_the_entry_point() {
             }
         }
     }
-    // 4 dtypes x (at 4x4, NCHW: 3 forward + 2 backward families, NHWC: 3 + 3; at 1x1, NCHW:
-    // 5 + 3, NHWC: 3 + 4).
-    assert_eq!(checked, 4 * (5 + 6 + 8 + 7), "{checked}");
+    // 4 dtypes x (at 4x4, NCHW: 3 forward + 2 backward families, NHWC: 4 + 3; at 1x1, NCHW:
+    // 5 + 3, NHWC: 4 + 4).
+    assert_eq!(checked, 4 * (5 + 7 + 8 + 8), "{checked}");
 }

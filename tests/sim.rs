@@ -111,7 +111,7 @@ fn describe(sim: &Sim) -> String {
     )
 }
 
-/// The 15 kernel groups: each forward and backward family in each layout it supports (the
+/// The 16 kernel groups: each forward and backward family in each layout it supports (the
 /// labels of [`KernelTable`]).
 fn kernel_groups() -> Vec<(String, Layout)> {
     // A 1x1 output of 16 channels is one that every family supports in some layout.
@@ -129,7 +129,7 @@ fn kernel_groups() -> Vec<(String, Layout)> {
             }
         }
     }
-    assert_eq!(groups.len(), 15, "{groups:?}");
+    assert_eq!(groups.len(), 16, "{groups:?}");
     groups
 }
 
@@ -247,7 +247,7 @@ const FORCED_THREAD_BUDGET: usize = 1 << 17;
 
 fn affordable_forward(kernel: ForwardKernel, out: &Shape) -> bool {
     let per_item = match kernel {
-        ForwardKernel::Elementwise | ForwardKernel::NhwcVector => 1,
+        ForwardKernel::Elementwise | ForwardKernel::NhwcVector | ForwardKernel::NhwcSplit => 1,
         ForwardKernel::GlobalWarp | ForwardKernel::WarpPerCell => 32,
         ForwardKernel::GlobalLanes => 8,
         _ => 256,
@@ -422,6 +422,7 @@ fn vector_kernels_fall_back_when_either_buffer_is_misaligned() {
                 for misalign in placements {
                     for kernel in [
                         ForwardKernel::NhwcVector,
+                        ForwardKernel::NhwcSplit,
                         ForwardKernel::GlobalWarp,
                         ForwardKernel::Elementwise,
                     ] {
@@ -477,9 +478,10 @@ fn vector_kernels_fall_back_when_either_buffer_is_misaligned() {
         }
     }
     table.print();
-    // Each vector kernel (NHWC forward and backward, the global warp, the NCHW element-wise), on
-    // every architecture and dtype, with each of the three placements.
-    assert_eq!(table.rows.len(), 4 * archs().len() * DType::ALL.len());
+    // Each vector kernel (the NHWC vector and split forwards, the NHWC backward, the global
+    // warp, the NCHW element-wise), on every architecture and dtype, with each of the three
+    // placements.
+    assert_eq!(table.rows.len(), 5 * archs().len() * DType::ALL.len());
     for (key, c) in &table.rows {
         assert_eq!(c.placements.len(), placements.len(), "{key:?}");
     }

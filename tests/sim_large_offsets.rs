@@ -36,6 +36,14 @@ const FAR: usize = 1 << 32;
 /// multiprocessor): a loop steps by 2^31 threads.
 const HUGE_DEVICE_SMS: u32 = 1 << 20;
 
+/// The planner's device for these cases (the compute capability does not change a plan).
+fn huge_device() -> DeviceLimits {
+    DeviceLimits {
+        multiprocessors: HUGE_DEVICE_SMS,
+        compute_capability: 90,
+    }
+}
+
 fn archs() -> Vec<u32> {
     let archs = ptx::archs();
     assert!(!archs.is_empty(), "no PTX was built (bash .ci/nvrtc.sh)");
@@ -189,6 +197,9 @@ enum Work {
     Block,
     /// One contiguous range of items per block, an even share of them (groups of 8 threads).
     Range,
+    /// A grid-stride loop over items, this many consecutive items per block (the NHWC split
+    /// kernel's lanes; its window slices share an item).
+    Lanes(usize),
 }
 
 /// One large case: a kernel group, shapes, and what its items are.
@@ -212,6 +223,10 @@ impl LargeCase {
         match (self.forward, self.backward) {
             (Some(ForwardKernel::NhwcVector), _) | (_, Some(BackwardKernel::GatherNhwcVector)) => {
                 (i * vec..(i + 1) * vec).collect()
+            }
+            (Some(ForwardKernel::NhwcSplit), _) => {
+                let width = if c % vec == 0 { vec } else { 1 };
+                (i * width..(i + 1) * width).collect()
             }
             (Some(ForwardKernel::BlockPerCell), _) if self.layout == Layout::Nhwc => {
                 let ct = c.next_power_of_two().min(32);
@@ -308,6 +323,11 @@ fn large_cases(dtype: DType) -> Vec<LargeCase> {
         (F::Elementwise, Nchw, &[plane, planes]),
         (F::Elementwise, Nhwc, &[image, images]),
         (F::NhwcVector, Nhwc, &[image, images]),
+        (
+            F::NhwcSplit,
+            Nhwc,
+            &[image, images, image_pooled, images_global],
+        ),
         (F::GlobalWarp, Nchw, &[planes_global]),
         (F::GlobalLanes, Nchw, &[planes_global]),
         (F::WarpPerCell, Nchw, &[plane_pooled, planes_large_windows]),
@@ -329,6 +349,12 @@ fn large_cases(dtype: DType) -> Vec<LargeCase> {
             let (work, items) = match k {
                 F::Elementwise => (Work::Thread, output.numel()),
                 F::NhwcVector => (Work::Thread, output.numel() / vec),
+                F::NhwcSplit => {
+                    let width = if output.channels() % vec == 0 { vec } else { 1 };
+                    let items = output.numel() / width;
+                    let slices = plan::nhwc_split_slices(items, &input, &output, &huge_device());
+                    (Work::Lanes(THREADS_PER_BLOCK as usize / slices), items)
+                }
                 F::GlobalWarp | F::WarpPerCell => (Work::Warp, output.numel()),
                 F::GlobalLanes => (Work::Range, output.numel()),
                 _ if layout == Nchw => (Work::Block, output.numel()),
@@ -422,6 +448,7 @@ fn block_of(work: Work, i: usize, grid: usize, items: usize) -> u64 {
         Work::Warp => (i % (grid * threads / 32)) * 32 / threads,
         Work::Block => i % grid,
         Work::Range => i / items.div_ceil(grid),
+        Work::Lanes(lanes) => (i % (grid * lanes)) / lanes,
     }) as u64
 }
 
@@ -437,6 +464,7 @@ fn items_of(work: Work, b: usize, grid: usize, items: usize) -> Vec<usize> {
             let first = (b * share).min(items);
             return (first..((b + 1) * share).min(items)).collect();
         }
+        Work::Lanes(lanes) => (b * lanes, lanes, grid * lanes),
     };
     (first..first + per_block)
         .flat_map(|i| (i..items).step_by(stride))
@@ -447,8 +475,8 @@ fn items_of(work: Work, b: usize, grid: usize, items: usize) -> Vec<usize> {
 /// Returns the number of cells checked and how many of them lie past 2^32 elements.
 fn run_large<T: Element>(arch: u32, case: &LargeCase) -> (usize, usize) {
     let device = DeviceLimits {
-        multiprocessors: HUGE_DEVICE_SMS,
         compute_capability: arch,
+        ..huge_device()
     };
     let dtype = T::DTYPE;
     let plan = match (case.forward, case.backward) {
