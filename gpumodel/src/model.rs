@@ -314,8 +314,11 @@ pub fn launch_time(
     let per_wave = sms * occ;
     let dram_per_cycle = gpu.dram_bytes_per_s * gpu.dram_efficiency.at(s) / (gpu.clock_ghz * 1e9);
     let l2_per_cycle = gpu.l2_bytes_per_clock.at(s);
-    let wave = |resident_per_sm: u64, active_sms: u64| -> (f64, Bound) {
-        let blocks = (resident_per_sm * active_sms) as f64;
+    // A wave's issue time is that of its busiest SM (`resident_per_sm` blocks); its DRAM and L2
+    // bytes are those of the blocks it really runs (`blocks`), which share the device-wide
+    // bandwidths: a last wave of 128 blocks on 108 SMs moves 128 blocks' bytes, not 216.
+    let wave = |resident_per_sm: u64, blocks: u64| -> (f64, Bound) {
+        let blocks = blocks as f64;
         let terms = [
             (resident_per_sm as f64 * c.issue_cycles, Bound::Issue),
             (c.critical_path, Bound::Latency),
@@ -332,13 +335,13 @@ pub fn launch_time(
     let mut bound = Bound::Launch;
     let mut worst = 0.0;
     if full > 0 {
-        let (t, b) = wave(occ, sms);
+        let (t, b) = wave(occ, per_wave);
         cycles += full as f64 * t;
         worst = t;
         bound = b;
     }
     if rest > 0 {
-        let (t, b) = wave(rest.div_ceil(sms), rest.min(sms));
+        let (t, b) = wave(rest.div_ceil(sms), rest);
         cycles += t;
         if t > worst {
             bound = b;

@@ -162,3 +162,29 @@ fn pytorch_kernels_parse() {
         }
     }
 }
+
+/// A last, partial wave moves the bytes of the blocks it runs, not of a full row of SMs: on
+/// A100 (108 SMs), 128 DRAM-bound blocks take as long as 128 blocks' bytes at the sustained
+/// bandwidth, and 216 blocks (two per SM) take 216/128 times that.
+#[test]
+fn a_partial_wave_moves_only_its_own_blocks_bytes() {
+    use gpumodel::model::{launch_time, BlockCosts};
+    let gpu = a100();
+    let costs = BlockCosts {
+        issue_cycles: 1.0,
+        critical_path: 1.0,
+        dram_bytes: 1e6,
+        l2_bytes: 0.0,
+    };
+    let overhead = gpu.launch_overhead_us.at(Scenario::Nominal);
+    let time = |blocks: u64| {
+        let t = launch_time(&gpu, Scenario::Nominal, &costs, blocks, 2);
+        assert_eq!(t.bound, Bound::Dram, "{blocks} blocks");
+        t.us - overhead
+    };
+    let ratio = time(216) / time(128);
+    assert!(
+        (ratio - 216.0 / 128.0).abs() < 1e-9,
+        "216 vs 128 blocks: {ratio}"
+    );
+}
