@@ -1,13 +1,94 @@
 // Backward AdaptiveAvgPool2d, atomic-add scatter (PyTorch's atomic_adaptive_average_gradinput).
 //
 // grad_input must be zero before the launch (the launch plan zeroes it on the same stream).
-// One thread per grad_output element: it computes delta = grad / area in the accumulator type,
-// rounds it once to the storage type, and atomically adds it to every grad_input element of its
-// window (window formula in common.cuh). Overlapping windows make the summation order depend on
-// scheduling: results are not bitwise reproducible run to run.
+// Each grad_output element computes delta = grad / area in the accumulator type, rounds it once
+// to the storage type, and atomically adds it to every grad_input element of its window (window
+// formula in common.cuh). Overlapping windows make the summation order depend on scheduling:
+// results are not bitwise reproducible run to run.
+//
+// NCHW: a window is split over Tc x Tr threads (both powers of two): Tc consecutive lanes walk
+// along each window row (coalesced atomics; Tc = 1 for small windows, where one thread per cell
+// issues fewer instructions), and Tr threads take every Tr-th row, with Tr as large as it takes
+// for the grid's threads all to have work (at most the window's height). f16 and bf16 add
+// 4-byte-aligned pairs of neighbours with one packed atomic (atomic_pairs.cuh, which lists the
+// SASS each architecture gets). NHWC: lanes along channels (coalesced), Tr threads per window.
 //
 // Entry points and index types: AP_INSTANTIATE in common.cuh.
 #include "common.cuh"
+#include "atomic_pairs.cuh"
+
+// Windows of at least this many elements (nominal: ceil(in/out) in each dimension) are split
+// along their rows; the Rust planner (`plan.rs`, SCATTER_SPLIT_AREA) uses the same number.
+#define AP_SCATTER_SPLIT_AREA 32
+
+// Whether 16-bit elements are added in pairs.
+template <typename T> struct Paired { static const bool value = false; };
+template <> struct Paired<f16_raw> { static const bool value = true; };
+template <> struct Paired<bf16_raw> { static const bool value = true; };
+
+// log2 of the smallest power of two >= v, at most `cap`.
+template <typename I>
+__device__ __forceinline__ unsigned int log2_ceil(I v, unsigned int cap) {
+    unsigned int l = 0;
+    while (l < cap && ((I)1 << l) < v) {
+        ++l;
+    }
+    return l;
+}
+
+// Rows per thread split: the smallest Tr (power of two) with items x Tr >= the grid's threads,
+// at most the nominal window height `span_h`.
+template <typename I>
+__device__ __forceinline__ unsigned int rows_split(u64 items, I span_h) {
+    const u64 launched = (u64)blockDim.x * (u64)gridDim.x;
+    unsigned int l = 0;
+    while ((items << l) < launched && ((u64)2 << l) <= (u64)span_h) {
+        ++l;
+    }
+    return l;
+}
+
+// Atomically add delta to grad_in[e] for e in [e0, e1), the thread taking e0 + tc, + tc + Tc...
+template <typename T, typename I>
+__device__ __forceinline__ void scatter_row(T* grad_in, I e0, I e1, I tc, I tcs, I, T delta) {
+#pragma unroll 4
+    for (I e = e0 + tc; e < e1; e += tcs) {
+        atomic_add(grad_in + e, delta);
+    }
+}
+
+// Pairs: element e sits at virtual index v = e + s, where s = 1 if grad_in is 2 mod 4 bytes
+// aligned; pair q covers v = 2q, 2q + 1 (a 4-byte-aligned word). A pair reaching past either
+// end of the tensor (`total` elements) adds its one element with a scalar atomic.
+template <typename T>
+__device__ __forceinline__ void scatter_pairs(T* grad_in, u64 e0, u64 e1, u64 tc, u64 tcs,
+                                              u64 total, u64 s, T delta) {
+    const u64 v0 = e0 + s, v1 = e1 + s;
+#pragma unroll 2
+    for (u64 q = (v0 >> 1) + tc; 2 * q < v1; q += tcs) {
+        const bool lo = 2 * q >= v0;
+        const bool hi = 2 * q + 1 < v1;
+        if (2 * q >= s && 2 * q + 1 - s < total) {
+            atomic_add_pair(grad_in + (2 * q - s), delta, delta, lo, hi);
+        } else if (lo) {
+            atomic_add(grad_in + (2 * q - s), delta);
+        } else {
+            atomic_add(grad_in + (2 * q + 1 - s), delta);
+        }
+    }
+}
+
+template <typename I>
+__device__ __forceinline__ void scatter_row(f16_raw* g, I e0, I e1, I tc, I tcs, I total,
+                                            f16_raw d) {
+    scatter_pairs(g, (u64)e0, (u64)e1, (u64)tc, (u64)tcs, (u64)total, ((u64)g >> 1) & 1, d);
+}
+
+template <typename I>
+__device__ __forceinline__ void scatter_row(bf16_raw* g, I e0, I e1, I tc, I tcs, I total,
+                                            bf16_raw d) {
+    scatter_pairs(g, (u64)e0, (u64)e1, (u64)tc, (u64)tcs, (u64)total, ((u64)g >> 1) & 1, d);
+}
 
 template <typename T, typename I>
 __device__ __forceinline__ void backward_atomic_nchw(const T* __restrict__ grad_out,
@@ -15,19 +96,28 @@ __device__ __forceinline__ void backward_atomic_nchw(const T* __restrict__ grad_
                                                      I channels, I in_h, I in_w, I out_h,
                                                      I out_w) {
     typedef typename Acc<T>::type A;
-    const I total = batch * channels * out_h * out_w;
-    const I stride = (I)blockDim.x * (I)gridDim.x;
-    for (I idx = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; idx < total; idx += stride) {
+    const I cells = batch * channels * out_h * out_w;
+    const I total = batch * channels * in_h * in_w;
+    const I span_w = (in_w + out_w - 1) / out_w;
+    const I span_h = (in_h + out_h - 1) / out_h;
+    // Lanes along a row: enough to cover its width (in pairs for 16-bit types), at most a warp.
+    const I units = Paired<T>::value ? (span_w + 1) / 2 : span_w;
+    const unsigned int lc =
+        (u64)span_w * (u64)span_h >= AP_SCATTER_SPLIT_AREA ? log2_ceil(units, 5u) : 0u;
+    const unsigned int lr = rows_split((u64)cells << lc, span_h);
+    const I tcs = (I)1 << lc, trs = (I)1 << lr;
+    const u64 items = (u64)cells << (lc + lr);
+    const u64 stride = (u64)blockDim.x * (u64)gridDim.x;
+    for (u64 item = (u64)blockIdx.x * blockDim.x + threadIdx.x; item < items; item += stride) {
+        const I tc = (I)item & (tcs - 1);
+        const I tr = (I)(item >> lc) & (trs - 1);
+        const I idx = (I)(item >> (lc + lr));
         const Cell<I> at = cell_of(idx, in_h, in_w, out_h, out_w);
-        const I plane = at.outer;
         const Window<I> win = at.win;
-        const I h0 = win.h0, h1 = win.h1, w0 = win.w0, w1 = win.w1;
-        const T delta = from_acc<T>(to_acc(grad_out[idx]) / (A)((h1 - h0) * (w1 - w0)));
-        T* p = grad_in + plane * in_h * in_w;
-        for (I h = h0; h < h1; ++h) {
-            for (I w = w0; w < w1; ++w) {
-                atomic_add(p + h * in_w + w, delta);
-            }
+        const T delta = from_acc<T>(to_acc(grad_out[idx]) / (A)win.area());
+        I row = (at.outer * in_h + win.h0 + tr) * in_w;
+        for (I h = win.h0 + tr; h < win.h1; h += trs, row += trs * in_w) {
+            scatter_row(grad_in, row + win.w0, row + win.w1, tc, tcs, total, delta);
         }
     }
 }
@@ -39,22 +129,39 @@ __device__ __forceinline__ void backward_atomic_nhwc(const T* __restrict__ grad_
                                                      I out_w) {
     typedef typename Acc<T>::type A;
     const I total = batch * out_h * out_w * channels;
+    const I span_h = (in_h + out_h - 1) / out_h;
+    const I trs = (I)1 << rows_split((u64)total, span_h);
+    // Item (tr, idx), idx = grad_output element (channels fastest: lanes along channels), tr
+    // slowest; the grid-stride step is split once into whole passes over idx and a remainder.
     const I stride = (I)blockDim.x * (I)gridDim.x;
-    for (I idx = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; idx < total; idx += stride) {
-        const I c = idx % channels;
-        I rest = idx / channels;
-        const I ow = rest % out_w;
-        rest /= out_w;
+    const I step_tr = stride / total;
+    const I step_idx = stride - step_tr * total;
+    const I start = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x;
+    I tr = start / total;
+    I idx = start - tr * total;
+    while (tr < trs) {
+        const I cell = idx / channels;
+        const I c = idx - cell * channels;
+        const I ow = cell % out_w;
+        const I rest = cell / out_w;
         const I oh = rest % out_h;
         const I n = rest / out_h;
         const Window<I> win = window_of(oh, ow, in_h, in_w, out_h, out_w);
         const I h0 = win.h0, h1 = win.h1, w0 = win.w0, w1 = win.w1;
         const T delta = from_acc<T>(to_acc(grad_out[idx]) / (A)((h1 - h0) * (w1 - w0)));
         T* p = grad_in + n * in_h * in_w * channels + c;
-        for (I h = h0; h < h1; ++h) {
+        for (I h = h0 + tr; h < h1; h += trs) {
+#pragma unroll 4
             for (I w = w0; w < w1; ++w) {
                 atomic_add(p + (h * in_w + w) * channels, delta);
             }
+        }
+        tr += step_tr;
+        if (idx < total - step_idx) {
+            idx += step_idx;
+        } else {
+            idx -= total - step_idx;
+            ++tr;
         }
     }
 }

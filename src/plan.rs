@@ -505,7 +505,7 @@ pub fn backward_with_index(
         BackwardKernel::AtomicScatter => (
             "backward_atomic",
             format!("backward_atomic_{}", layout.name()),
-            grad_output.numel(),
+            scatter_items(grad_output, grad_input, layout, dtype),
             true,
         ),
         BackwardKernel::Gather => (
@@ -541,6 +541,33 @@ pub fn backward_with_index(
         device,
     )));
     Some(LaunchPlan { steps })
+}
+
+/// Windows of at least this many elements (nominal `ceil(in / out)` per dimension) are split
+/// along their rows over up to a warp of lanes by the NCHW atomic scatter
+/// (`AP_SCATTER_SPLIT_AREA` in `kernels/backward_atomic.cu`).
+const SCATTER_SPLIT_AREA: usize = 32;
+
+/// Threads the atomic scatter can use (`kernels/backward_atomic.cu`): per grad_output element,
+/// Tc lanes along a window row (NCHW) times up to Tr threads over its rows, both powers of two.
+/// The kernel takes as many rows apart as the launched grid needs, so this sizes the grid.
+fn scatter_items(grad_output: &Shape, grad_input: &Shape, layout: Layout, dtype: DType) -> usize {
+    let span = |i: usize, o: usize| i.div_ceil(o.max(1)).max(1);
+    let span_h = span(grad_input.height(), grad_output.height());
+    let span_w = span(grad_input.width(), grad_output.width());
+    let paired = matches!(dtype, DType::F16 | DType::Bf16);
+    let lanes = if layout == Layout::Nchw && span_w.saturating_mul(span_h) >= SCATTER_SPLIT_AREA {
+        let units = if paired { span_w.div_ceil(2) } else { span_w };
+        units.next_power_of_two().min(32)
+    } else {
+        1
+    };
+    // Tr: the largest power of two not above the window height.
+    let rows = 1usize << span_h.ilog2();
+    grad_output
+        .numel()
+        .saturating_mul(lanes)
+        .saturating_mul(rows)
 }
 
 /// Which index width of a kernel a plan launches: the `_idx32` or the `_idx64` entry point.
