@@ -51,7 +51,6 @@ __device__ __forceinline__ unsigned int rows_split(u64 items, I span_h) {
 // Atomically add delta to grad_in[e] for e in [e0, e1), the thread taking e0 + tc, + tc + Tc...
 template <typename T, typename I>
 __device__ __forceinline__ void scatter_row(T* grad_in, I e0, I e1, I tc, I tcs, I, T delta) {
-#pragma unroll 4
     for (I e = e0 + tc; e < e1; e += tcs) {
         atomic_add(grad_in + e, delta);
     }
@@ -59,21 +58,22 @@ __device__ __forceinline__ void scatter_row(T* grad_in, I e0, I e1, I tc, I tcs,
 
 // Pairs: element e sits at virtual index v = e + s, where s = 1 if grad_in is 2 mod 4 bytes
 // aligned; pair q covers v = 2q, 2q + 1 (a 4-byte-aligned word). A pair reaching past either
-// end of the tensor (`total` elements) adds its one element with a scalar atomic.
-template <typename T>
-__device__ __forceinline__ void scatter_pairs(T* grad_in, u64 e0, u64 e1, u64 tc, u64 tcs,
-                                              u64 total, u64 s, T delta) {
-    const u64 v0 = e0 + s, v1 = e1 + s;
-#pragma unroll 2
-    for (u64 q = (v0 >> 1) + tc; 2 * q < v1; q += tcs) {
-        const bool lo = 2 * q >= v0;
-        const bool hi = 2 * q + 1 < v1;
-        if (2 * q >= s && 2 * q + 1 - s < total) {
-            atomic_add_pair(grad_in + (2 * q - s), delta, delta, lo, hi);
+// end of the tensor (`total` elements) adds its one element with a scalar atomic. Indices stay
+// below total + 2, which fits I (at most 2^31 elements with 32-bit indices).
+template <typename T, typename I>
+__device__ __forceinline__ void scatter_pairs(T* grad_in, I e0, I e1, I tc, I tcs, I total,
+                                              T delta) {
+    const I s = (I)(((u64)grad_in >> 1) & 1);
+    const I v0 = e0 + s, v1 = e1 + s;
+    for (I v = ((v0 >> 1) + tc) * 2; v < v1; v += 2 * tcs) {
+        const bool lo = v >= v0;
+        const bool hi = v + 1 < v1;
+        if (v >= s && v + 1 - s < total) {
+            atomic_add_pair(grad_in + (v - s), delta, delta, lo, hi);
         } else if (lo) {
-            atomic_add(grad_in + (2 * q - s), delta);
+            atomic_add(grad_in + (v - s), delta);
         } else {
-            atomic_add(grad_in + (2 * q + 1 - s), delta);
+            atomic_add(grad_in + (v + 1 - s), delta);
         }
     }
 }
@@ -81,13 +81,29 @@ __device__ __forceinline__ void scatter_pairs(T* grad_in, u64 e0, u64 e1, u64 tc
 template <typename I>
 __device__ __forceinline__ void scatter_row(f16_raw* g, I e0, I e1, I tc, I tcs, I total,
                                             f16_raw d) {
-    scatter_pairs(g, (u64)e0, (u64)e1, (u64)tc, (u64)tcs, (u64)total, ((u64)g >> 1) & 1, d);
+    scatter_pairs(g, e0, e1, tc, tcs, total, d);
 }
 
 template <typename I>
 __device__ __forceinline__ void scatter_row(bf16_raw* g, I e0, I e1, I tc, I tcs, I total,
                                             bf16_raw d) {
-    scatter_pairs(g, (u64)e0, (u64)e1, (u64)tc, (u64)tcs, (u64)total, ((u64)g >> 1) & 1, d);
+    scatter_pairs(g, e0, e1, tc, tcs, total, d);
+}
+
+// Grad_output element idx (NCHW) adds its delta to rows tr, tr + trs, ... of its window, lanes
+// tc, tc + tcs, ... along each row.
+template <typename T, typename I>
+__device__ __forceinline__ void scatter_cell(const T* __restrict__ grad_out,
+                                             T* __restrict__ grad_in, I idx, I tc, I tcs, I tr,
+                                             I trs, I total, I in_h, I in_w, I out_h, I out_w) {
+    typedef typename Acc<T>::type A;
+    const Cell<I> at = cell_of(idx, in_h, in_w, out_h, out_w);
+    const Window<I> win = at.win;
+    const T delta = from_acc<T>(to_acc(grad_out[idx]) / (A)win.area());
+    I row = (at.outer * in_h + win.h0 + tr) * in_w;
+    for (I h = win.h0 + tr; h < win.h1; h += trs, row += trs * in_w) {
+        scatter_row(grad_in, row + win.w0, row + win.w1, tc, tcs, total, delta);
+    }
 }
 
 template <typename T, typename I>
@@ -95,7 +111,6 @@ __device__ __forceinline__ void backward_atomic_nchw(const T* __restrict__ grad_
                                                      T* __restrict__ grad_in, I batch,
                                                      I channels, I in_h, I in_w, I out_h,
                                                      I out_w) {
-    typedef typename Acc<T>::type A;
     const I cells = batch * channels * out_h * out_w;
     const I total = batch * channels * in_h * in_w;
     const I span_w = (in_w + out_w - 1) / out_w;
@@ -106,18 +121,24 @@ __device__ __forceinline__ void backward_atomic_nchw(const T* __restrict__ grad_
         (u64)span_w * (u64)span_h >= AP_SCATTER_SPLIT_AREA ? log2_ceil(units, 5u) : 0u;
     const unsigned int lr = rows_split((u64)cells << lc, span_h);
     const I tcs = (I)1 << lc, trs = (I)1 << lr;
-    const u64 items = (u64)cells << (lc + lr);
-    const u64 stride = (u64)blockDim.x * (u64)gridDim.x;
-    for (u64 item = (u64)blockIdx.x * blockDim.x + threadIdx.x; item < items; item += stride) {
-        const I tc = (I)item & (tcs - 1);
-        const I tr = (I)(item >> lc) & (trs - 1);
-        const I idx = (I)(item >> (lc + lr));
-        const Cell<I> at = cell_of(idx, in_h, in_w, out_h, out_w);
-        const Window<I> win = at.win;
-        const T delta = from_acc<T>(to_acc(grad_out[idx]) / (A)win.area());
-        I row = (at.outer * in_h + win.h0 + tr) * in_w;
-        for (I h = win.h0 + tr; h < win.h1; h += trs, row += trs * in_w) {
-            scatter_row(grad_in, row + win.w0, row + win.w1, tc, tcs, total, delta);
+    const I gid = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x;
+    const I stride = (I)blockDim.x * (I)gridDim.x;
+    if ((stride & ((tcs << lr) - 1)) == 0) {
+        // Tc x Tr divides the grid's stride (always, up to 256 threads a cell): each thread
+        // keeps its lane and row part and steps over cells, as the 64-bit loop below would.
+        const I tc = gid & (tcs - 1);
+        const I tr = (gid >> lc) & (trs - 1);
+        for (I idx = gid >> (lc + lr); idx < cells; idx += stride >> (lc + lr)) {
+            scatter_cell(grad_out, grad_in, idx, tc, tcs, tr, trs, total, in_h, in_w, out_h,
+                         out_w);
+        }
+    } else {
+        // Items (cell, tr, tc) counted in 64 bits: more than 256 threads a cell (a few huge
+        // windows, where items number fewer than twice the grid's threads).
+        const u64 items = (u64)cells << (lc + lr);
+        for (u64 item = gid; item < items; item += stride) {
+            scatter_cell(grad_out, grad_in, (I)(item >> (lc + lr)), (I)item & (tcs - 1), tcs,
+                         (I)(item >> lc) & (trs - 1), trs, total, in_h, in_w, out_h, out_w);
         }
     }
 }
