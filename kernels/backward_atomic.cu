@@ -8,8 +8,9 @@
 //
 // NCHW: a window is split over Tc x Tr threads (both powers of two): Tc consecutive lanes walk
 // along each window row (coalesced atomics; Tc = 1 for small windows, where one thread per cell
-// issues fewer instructions), and Tr threads take every Tr-th row, with Tr as large as it takes
-// for the grid's threads all to have work (at most the window's height). f16 and bf16 add
+// issues fewer instructions), and Tr threads take every Tr-th row, Tr > 1 only for windows of
+// many more atomics than AP_SCATTER_THREAD_WORK (few cells with huge windows then still fill
+// the GPU). f16 and bf16 add
 // 4-byte-aligned pairs of neighbours with one packed atomic (atomic_pairs.cuh, which lists the
 // SASS each architecture gets). NHWC: lanes along channels (coalesced), Tr threads per window.
 //
@@ -20,6 +21,9 @@
 // Windows of at least this many elements (nominal: ceil(in/out) in each dimension) are split
 // along their rows; the Rust planner (`plan.rs`, SCATTER_SPLIT_AREA) uses the same number.
 #define AP_SCATTER_SPLIT_AREA 32
+// Atomics a thread keeps at least when a window's rows are split (`rows_split`); plan.rs
+// (SCATTER_THREAD_WORK) uses the same number.
+#define AP_SCATTER_THREAD_WORK 256
 
 // Whether 16-bit elements are added in pairs.
 template <typename T> struct Paired { static const bool value = false; };
@@ -36,13 +40,15 @@ __device__ __forceinline__ unsigned int log2_ceil(I v, unsigned int cap) {
     return l;
 }
 
-// Rows per thread split: the smallest Tr (power of two) with items x Tr >= the grid's threads,
-// at most the nominal window height `span_h`.
+// log2 of Tr, the threads that share a window's rows: the window's `span_h` rows of `per_row`
+// atomics each are split while every thread keeps at least AP_SCATTER_THREAD_WORK atomics (and
+// a row). A function of the shapes alone, so that every problem with the same windows splits
+// them alike; the Rust planner (`plan.rs`, `scatter_items`) mirrors it to size the grid.
 template <typename I>
-__device__ __forceinline__ unsigned int rows_split(u64 items, I span_h) {
-    const u64 launched = (u64)blockDim.x * (u64)gridDim.x;
+__device__ __forceinline__ unsigned int rows_split(I span_h, I per_row) {
+    const u64 work = (u64)span_h * (u64)per_row;
     unsigned int l = 0;
-    while ((items << l) < launched && ((u64)2 << l) <= (u64)span_h) {
+    while (((u64)2 << l) <= (u64)span_h && (work >> (l + 1)) >= AP_SCATTER_THREAD_WORK) {
         ++l;
     }
     return l;
@@ -63,6 +69,14 @@ __device__ __forceinline__ void scatter_row(T* grad_in, I e0, I e1, I tc, I tcs,
 template <typename T, typename I>
 __device__ __forceinline__ void scatter_pairs(T* grad_in, I e0, I e1, I tc, I tcs, I total,
                                               T delta) {
+    if (e1 - e0 == 1) {
+        // A one-element row (windows of width one, or upsampling): a pair would add -0 to its
+        // neighbour for nothing.
+        if (tc == 0) {
+            atomic_add(grad_in + e0, delta);
+        }
+        return;
+    }
     const I s = (I)(((u64)grad_in >> 1) & 1);
     const I v0 = e0 + s, v1 = e1 + s;
     for (I v = ((v0 >> 1) + tc) * 2; v < v1; v += 2 * tcs) {
@@ -119,7 +133,7 @@ __device__ __forceinline__ void backward_atomic_nchw(const T* __restrict__ grad_
     const I units = Paired<T>::value ? (span_w + 1) / 2 : span_w;
     const unsigned int lc =
         (u64)span_w * (u64)span_h >= AP_SCATTER_SPLIT_AREA ? log2_ceil(units, 5u) : 0u;
-    const unsigned int lr = rows_split((u64)cells << lc, span_h);
+    const unsigned int lr = rows_split(span_h, (units + ((I)1 << lc) - 1) >> lc);
     const I tcs = (I)1 << lc, trs = (I)1 << lr;
     const I gid = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x;
     const I stride = (I)blockDim.x * (I)gridDim.x;
@@ -133,8 +147,7 @@ __device__ __forceinline__ void backward_atomic_nchw(const T* __restrict__ grad_
                          out_w);
         }
     } else {
-        // Items (cell, tr, tc) counted in 64 bits: more than 256 threads a cell (a few huge
-        // windows, where items number fewer than twice the grid's threads).
+        // Items (cell, tr, tc) counted in 64 bits (more than 256 threads a cell).
         const u64 items = (u64)cells << (lc + lr);
         for (u64 item = gid; item < items; item += stride) {
             scatter_cell(grad_out, grad_in, (I)(item >> (lc + lr)), (I)item & (tcs - 1), tcs,
@@ -151,7 +164,8 @@ __device__ __forceinline__ void backward_atomic_nhwc(const T* __restrict__ grad_
     typedef typename Acc<T>::type A;
     const I total = batch * out_h * out_w * channels;
     const I span_h = (in_h + out_h - 1) / out_h;
-    const I trs = (I)1 << rows_split((u64)total, span_h);
+    const I span_w = (in_w + out_w - 1) / out_w;
+    const I trs = (I)1 << rows_split(span_h, span_w);
     // Item (tr, idx), idx = grad_output element (channels fastest: lanes along channels), tr
     // slowest; the grid-stride step is split once into whole passes over idx and a remainder.
     const I stride = (I)blockDim.x * (I)gridDim.x;

@@ -223,7 +223,7 @@ impl LargeCase {
                     .collect()
             }
             (_, Some(BackwardKernel::AtomicScatter)) => {
-                // `scatter_split`: item i is (grad_output element, row part tr, lane tc); the
+                // `plan::scatter_split`: item i is (grad_output element, row part tr, lane tc); the
                 // element adds to its window's rows tr, tr + Tr, ... (NCHW: columns tc, tc + Tc,
                 // ..., in 4-byte pairs for 16-bit types).
                 let (lc, lr) = self.split;
@@ -440,32 +440,6 @@ impl Observer for Recorder {
     }
 }
 
-/// The atomic scatter's split for a grid (`kernels/backward_atomic.cu`): log2 of Tc, the lanes
-/// along a window row (NCHW windows of at least 32 nominal elements, counted in pairs for 16-bit
-/// types, up to a warp), and of Tr, the threads over its rows (the fewest for every launched
-/// thread to have an item, at most the nominal window height).
-fn scatter_split(case: &LargeCase, grid: usize, size: usize) -> (usize, usize) {
-    let (g, o) = (&case.input, &case.output);
-    let span_w = g.width().div_ceil(o.width());
-    let span_h = g.height().div_ceil(o.height());
-    let units = if size == 2 {
-        span_w.div_ceil(2)
-    } else {
-        span_w
-    };
-    let lc = if case.layout == Layout::Nchw && span_w * span_h >= 32 {
-        (units.next_power_of_two().trailing_zeros() as usize).min(5)
-    } else {
-        0
-    };
-    let launched = grid * THREADS_PER_BLOCK as usize;
-    let mut lr = 0;
-    while (o.numel() << (lc + lr)) < launched && (2 << lr) <= span_h {
-        lr += 1;
-    }
-    (lc, lr)
-}
-
 /// The block of the grid that runs item `i` of a grid-stride loop.
 fn block_of(work: Work, i: usize, grid: usize) -> u64 {
     let threads = THREADS_PER_BLOCK as usize;
@@ -537,7 +511,12 @@ fn run_large<T: Element>(arch: u32, case: &LargeCase) -> (usize, usize) {
     let size = std::mem::size_of::<T>();
     let scatter;
     let case = if atomic {
-        let split = scatter_split(case, grid, size);
+        // The planner's mirror of the kernel's split: a mismatch shows as wrong cells below.
+        let (lanes, rows) = plan::scatter_split(&case.output, &case.input, case.layout, dtype);
+        let split = (
+            lanes.trailing_zeros() as usize,
+            rows.trailing_zeros() as usize,
+        );
         scatter = LargeCase {
             split,
             items: case.output.numel() << (split.0 + split.1),
