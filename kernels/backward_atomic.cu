@@ -6,21 +6,24 @@
 // formula in common.cuh). Overlapping windows make the summation order depend on scheduling:
 // results are not bitwise reproducible run to run.
 //
-// NCHW: a window is split over Tc x Tr threads (both powers of two): Tc consecutive lanes walk
-// along each window row (coalesced atomics; Tc = 1 for small windows, where one thread per cell
-// issues fewer instructions), and Tr threads take every Tr-th row, Tr > 1 only for windows of
-// many more atomics than AP_SCATTER_THREAD_WORK (few cells with huge windows then still fill
-// the GPU). f16 and bf16 add
-// 4-byte-aligned pairs of neighbours with one packed atomic (atomic_pairs.cuh, which lists the
-// SASS each architecture gets). NHWC: lanes along channels (coalesced), Tr threads per window.
+// NCHW: a window is split over Tc x Tr threads (both powers of two). Tc consecutive lanes walk
+// along each window row (coalesced atomics) for windows of more than AP_SCATTER_SPLIT_AREA
+// elements; smaller windows keep one thread per cell (Tc = 1). Tr threads take every Tr-th row,
+// Tr > 1 only for windows of many more atomics than AP_SCATTER_THREAD_WORK, so that a few cells
+// with huge windows still fill the GPU. f16 and bf16 add 4-byte-aligned pairs of neighbours with
+// one packed atomic (atomic_pairs.cuh, which lists the SASS each architecture gets).
+// NHWC: one thread per grad_output element (lanes along channels: coalesced), Tr threads per
+// window as in NCHW.
 //
 // Entry points and index types: AP_INSTANTIATE in common.cuh.
 #include "common.cuh"
 #include "atomic_pairs.cuh"
 
-// Windows of at least this many elements (nominal: ceil(in/out) in each dimension) are split
+// Windows of more than this many elements (nominal: ceil(in/out) in each dimension) are split
 // along their rows; the Rust planner (`plan.rs`, SCATTER_SPLIT_AREA) uses the same number.
-#define AP_SCATTER_SPLIT_AREA 32
+// Modelled (gpumodel, not measured) on 32x256x56x56 -> 7x7: 8x8 windows split over 8 lanes
+// gain 13% in f32 on H100 but lose 12% on A100 and in f64 on both, so 8x8 stays whole.
+#define AP_SCATTER_SPLIT_AREA 64
 // Atomics a thread keeps at least when a window's rows are split (`rows_split`); plan.rs
 // (SCATTER_THREAD_WORK) uses the same number.
 #define AP_SCATTER_THREAD_WORK 256
@@ -132,7 +135,7 @@ __device__ __forceinline__ void backward_atomic_nchw(const T* __restrict__ grad_
     // Lanes along a row: enough to cover its width (in pairs for 16-bit types), at most a warp.
     const I units = Paired<T>::value ? (span_w + 1) / 2 : span_w;
     const unsigned int lc =
-        (u64)span_w * (u64)span_h >= AP_SCATTER_SPLIT_AREA ? log2_ceil(units, 5u) : 0u;
+        (u64)span_w * (u64)span_h > AP_SCATTER_SPLIT_AREA ? log2_ceil(units, 5u) : 0u;
     const unsigned int lr = rows_split(span_h, (units + ((I)1 << lc) - 1) >> lc);
     const I tcs = (I)1 << lc, trs = (I)1 << lr;
     const I gid = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x;
@@ -186,7 +189,6 @@ __device__ __forceinline__ void backward_atomic_nhwc(const T* __restrict__ grad_
         const T delta = from_acc<T>(to_acc(grad_out[idx]) / (A)((h1 - h0) * (w1 - w0)));
         T* p = grad_in + n * in_h * in_w * channels + c;
         for (I h = h0 + tr; h < h1; h += trs) {
-#pragma unroll 4
             for (I w = w0; w < w1; ++w) {
                 atomic_add(p + (h * in_w + w) * channels, delta);
             }

@@ -543,17 +543,17 @@ pub fn backward_with_index(
     Some(LaunchPlan { steps })
 }
 
-/// Windows of at least this many elements (nominal `ceil(in / out)` per dimension) are split
+/// Windows of more than this many elements (nominal `ceil(in / out)` per dimension) are split
 /// along their rows over up to a warp of lanes by the NCHW atomic scatter
-/// (`AP_SCATTER_SPLIT_AREA` in `kernels/backward_atomic.cu`).
-const SCATTER_SPLIT_AREA: usize = 32;
+/// (`AP_SCATTER_SPLIT_AREA` in `kernels/backward_atomic.cu`, which gives the modelled reason).
+const SCATTER_SPLIT_AREA: usize = 64;
 
 /// Atomics a scatter thread keeps at least when a window's rows are split over threads
 /// (`AP_SCATTER_THREAD_WORK` in `kernels/backward_atomic.cu`).
 const SCATTER_THREAD_WORK: usize = 256;
 
 /// The atomic scatter's work split (`kernels/backward_atomic.cu`), a function of the shapes
-/// alone: Tc lanes along a window row (NCHW windows of at least [`SCATTER_SPLIT_AREA`]
+/// alone: Tc lanes along a window row (NCHW windows of more than [`SCATTER_SPLIT_AREA`]
 /// nominal elements, counted in 4-byte pairs for 16-bit types, up to a warp) and Tr threads
 /// over its rows (halved until a thread keeps at least [`SCATTER_THREAD_WORK`] atomics and a
 /// row), both powers of two.
@@ -568,7 +568,7 @@ pub fn scatter_split(
     let span_w = span(grad_input.width(), grad_output.width());
     let paired = matches!(dtype, DType::F16 | DType::Bf16);
     let units = if paired { span_w.div_ceil(2) } else { span_w };
-    let lanes = if layout == Layout::Nchw && span_w.saturating_mul(span_h) >= SCATTER_SPLIT_AREA {
+    let lanes = if layout == Layout::Nchw && span_w.saturating_mul(span_h) > SCATTER_SPLIT_AREA {
         units.next_power_of_two().min(32)
     } else {
         1
