@@ -159,40 +159,56 @@ __device__ __forceinline__ void backward_atomic_nchw(const T* __restrict__ grad_
     }
 }
 
+// Grad_output element idx (NHWC) adds its delta to rows tr, tr + trs, ... of its window.
+template <typename T, typename I>
+__device__ __forceinline__ void scatter_cell_nhwc(const T* __restrict__ grad_out,
+                                                  T* __restrict__ grad_in, I idx, I tr, I trs,
+                                                  I channels, I in_h, I in_w, I out_h, I out_w) {
+    typedef typename Acc<T>::type A;
+    const I cell = idx / channels;
+    const I c = idx - cell * channels;
+    const I ow = cell % out_w;
+    const I rest = cell / out_w;
+    const I oh = rest % out_h;
+    const I n = rest / out_h;
+    const Window<I> win = window_of(oh, ow, in_h, in_w, out_h, out_w);
+    const I h0 = win.h0, h1 = win.h1, w0 = win.w0, w1 = win.w1;
+    const T delta = from_acc<T>(to_acc(grad_out[idx]) / (A)((h1 - h0) * (w1 - w0)));
+    T* p = grad_in + n * in_h * in_w * channels + c;
+    for (I h = h0 + tr; h < h1; h += trs) {
+        for (I w = w0; w < w1; ++w) {
+            atomic_add(p + (h * in_w + w) * channels, delta);
+        }
+    }
+}
+
 template <typename T, typename I>
 __device__ __forceinline__ void backward_atomic_nhwc(const T* __restrict__ grad_out,
                                                      T* __restrict__ grad_in, I batch,
                                                      I channels, I in_h, I in_w, I out_h,
                                                      I out_w) {
-    typedef typename Acc<T>::type A;
     const I total = batch * out_h * out_w * channels;
     const I span_h = (in_h + out_h - 1) / out_h;
     const I span_w = (in_w + out_w - 1) / out_w;
     const I trs = (I)1 << rows_split(span_h, span_w);
-    // Item (tr, idx), idx = grad_output element (channels fastest: lanes along channels), tr
-    // slowest; the grid-stride step is split once into whole passes over idx and a remainder.
     const I stride = (I)blockDim.x * (I)gridDim.x;
+    const I start = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x;
+    if (trs == 1) {
+        // One thread per grad_output element (channels fastest: lanes along channels).
+        for (I idx = start; idx < total; idx += stride) {
+            scatter_cell_nhwc(grad_out, grad_in, idx, (I)0, (I)1, channels, in_h, in_w, out_h,
+                              out_w);
+        }
+        return;
+    }
+    // Items (tr, idx), tr slowest: the grid-stride step is split once into whole passes over
+    // idx and a remainder.
     const I step_tr = stride / total;
     const I step_idx = stride - step_tr * total;
-    const I start = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x;
     I tr = start / total;
     I idx = start - tr * total;
     while (tr < trs) {
-        const I cell = idx / channels;
-        const I c = idx - cell * channels;
-        const I ow = cell % out_w;
-        const I rest = cell / out_w;
-        const I oh = rest % out_h;
-        const I n = rest / out_h;
-        const Window<I> win = window_of(oh, ow, in_h, in_w, out_h, out_w);
-        const I h0 = win.h0, h1 = win.h1, w0 = win.w0, w1 = win.w1;
-        const T delta = from_acc<T>(to_acc(grad_out[idx]) / (A)((h1 - h0) * (w1 - w0)));
-        T* p = grad_in + n * in_h * in_w * channels + c;
-        for (I h = h0 + tr; h < h1; h += trs) {
-            for (I w = w0; w < w1; ++w) {
-                atomic_add(p + (h * in_w + w) * channels, delta);
-            }
-        }
+        scatter_cell_nhwc(grad_out, grad_in, idx, tr, trs, channels, in_h, in_w, out_h, out_w);
         tr += step_tr;
         if (idx < total - step_idx) {
             idx += step_idx;
