@@ -553,10 +553,10 @@ const SCATTER_SPLIT_AREA: usize = 64;
 const SCATTER_THREAD_WORK: usize = 256;
 
 /// The atomic scatter's work split (`kernels/backward_atomic.cu`), a function of the shapes
-/// alone: Tc lanes along a window row (NCHW windows of more than [`SCATTER_SPLIT_AREA`]
+/// alone: Tc lanes along a window row (NCHW windows of more than `SCATTER_SPLIT_AREA`
 /// nominal elements, counted in 4-byte pairs for 16-bit types, up to a warp) and Tr threads
-/// over its rows (halved until a thread keeps at least [`SCATTER_THREAD_WORK`] atomics and a
-/// row), both powers of two.
+/// taking every Tr-th row of it (doubled while each thread keeps at least
+/// `SCATTER_THREAD_WORK` atomics and a row), both powers of two. Returns (Tc, Tr).
 pub fn scatter_split(
     grad_output: &Shape,
     grad_input: &Shape,
