@@ -687,7 +687,7 @@ pub fn backward_with_index(
         BackwardKernel::AtomicScatter => (
             "backward_atomic",
             format!("backward_atomic_{}", layout.name()),
-            grad_output.numel(),
+            scatter_items(grad_output, grad_input, layout, dtype),
             true,
         ),
         BackwardKernel::Gather => (
@@ -723,6 +723,58 @@ pub fn backward_with_index(
         device,
     )));
     Some(LaunchPlan { steps })
+}
+
+/// Windows of more than this many elements (nominal `ceil(in / out)` per dimension) are split
+/// along their rows over up to a warp of lanes by the NCHW atomic scatter
+/// (`AP_SCATTER_SPLIT_AREA` in `kernels/backward_atomic.cu`, which gives the modelled reason).
+const SCATTER_SPLIT_AREA: usize = 64;
+
+/// Atomics a scatter thread keeps at least when a window's rows are split over threads
+/// (`AP_SCATTER_THREAD_WORK` in `kernels/backward_atomic.cu`).
+const SCATTER_THREAD_WORK: usize = 256;
+
+/// The atomic scatter's work split (`kernels/backward_atomic.cu`), a function of the shapes
+/// alone: Tc lanes along a window row (NCHW windows of more than `SCATTER_SPLIT_AREA`
+/// nominal elements, counted in 4-byte pairs for 16-bit types, up to a warp) and Tr threads
+/// taking every Tr-th row of it (doubled while each thread keeps at least
+/// `SCATTER_THREAD_WORK` atomics and a row), both powers of two. Returns (Tc, Tr).
+pub fn scatter_split(
+    grad_output: &Shape,
+    grad_input: &Shape,
+    layout: Layout,
+    dtype: DType,
+) -> (usize, usize) {
+    let span = |i: usize, o: usize| i.div_ceil(o.max(1)).max(1);
+    let span_h = span(grad_input.height(), grad_output.height());
+    let span_w = span(grad_input.width(), grad_output.width());
+    let paired = matches!(dtype, DType::F16 | DType::Bf16);
+    let units = if paired { span_w.div_ceil(2) } else { span_w };
+    let lanes = if layout == Layout::Nchw && span_w.saturating_mul(span_h) > SCATTER_SPLIT_AREA {
+        units.next_power_of_two().min(32)
+    } else {
+        1
+    };
+    let per_row = if layout == Layout::Nchw {
+        units.div_ceil(lanes)
+    } else {
+        span_w
+    };
+    let work = span_h.saturating_mul(per_row);
+    let mut rows = 1;
+    while rows * 2 <= span_h && work / (rows * 2) >= SCATTER_THREAD_WORK {
+        rows *= 2;
+    }
+    (lanes, rows)
+}
+
+/// Threads the atomic scatter runs: Tc x Tr per grad_output element ([`scatter_split`]).
+fn scatter_items(grad_output: &Shape, grad_input: &Shape, layout: Layout, dtype: DType) -> usize {
+    let (lanes, rows) = scatter_split(grad_output, grad_input, layout, dtype);
+    grad_output
+        .numel()
+        .saturating_mul(lanes)
+        .saturating_mul(rows)
 }
 
 /// Which index width of a kernel a plan launches: the `_idx32` or the `_idx64` entry point.

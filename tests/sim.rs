@@ -676,11 +676,18 @@ fn pytorch_fixtures_on_every_architecture() {
 /// (so that the adds of different threads interleave and bf16's compare-and-swap loops below
 /// sm_90 retry), must all agree with the reference (and with each other within tolerance).
 fn block_orders_agree<T: Element>(arch: u32, rng: &mut StdRng) -> f64 {
-    // Upsampling with overlapping windows: many atomic contributions per grad_input element.
+    // Upsampling with overlapping windows: many atomic contributions per grad_input element;
+    // and two tall windows overlapping by a column, which the scatter splits over lanes along
+    // their rows and over threads taking every Tr-th row (`plan::scatter_split`).
     let mut worst = 0.0f64;
-    for layout in Layout::ALL {
-        let shape = Shape::new(&[2, 3, 11, 7]).expect("shape");
-        let out_shape = Shape::new(&[2, 3, 16, 13]).expect("shape");
+    for (layout, dims, out) in Layout::ALL.into_iter().flat_map(|l| {
+        [
+            (l, [2, 3, 11, 7], [2, 3, 16, 13]),
+            (l, [1, 1, 520, 71], [1, 1, 1, 2]),
+        ]
+    }) {
+        let shape = Shape::new(&dims).expect("shape");
+        let out_shape = Shape::new(&out).expect("shape");
         let grad: Vec<T> = random_data(rng, out_shape.numel());
         let want = reference::backward(&grad, &out_shape, &shape, layout).expect("reference");
         let scale = backward_scale(&grad, &out_shape, &shape, layout);

@@ -203,6 +203,7 @@ enum Work {
 }
 
 /// One large case: a kernel group, shapes, and what its items are.
+#[derive(Clone)]
 struct LargeCase {
     name: String,
     /// The plan's shapes: forward input/output, or backward grad_output/grad_input.
@@ -213,6 +214,8 @@ struct LargeCase {
     backward: Option<BackwardKernel>,
     work: Work,
     items: usize,
+    /// The atomic scatter's (log2 Tc, log2 Tr) for the planned grid (`scatter_split`).
+    split: (usize, usize),
 }
 
 impl LargeCase {
@@ -237,13 +240,38 @@ impl LargeCase {
                     .collect()
             }
             (_, Some(BackwardKernel::AtomicScatter)) => {
-                // Item i is grad_output element i: it adds to its whole window.
-                let (n, ch, oy, ox) = decode(&self.output, self.layout, i);
+                // `plan::scatter_split`: item i is (grad_output element, row part tr, lane tc); the
+                // element adds to its window's rows tr, tr + Tr, ... (NCHW: columns tc, tc + Tc,
+                // ..., in 4-byte pairs for 16-bit types).
+                let (lc, lr) = self.split;
+                let (idx, tr, tc) = match self.layout {
+                    Layout::Nchw => (
+                        i >> (lc + lr),
+                        (i >> lc) & ((1 << lr) - 1),
+                        i & ((1 << lc) - 1),
+                    ),
+                    Layout::Nhwc => (i % self.output.numel(), i / self.output.numel(), 0),
+                };
+                let (n, ch, oy, ox) = decode(&self.output, self.layout, idx);
                 let (g, o) = (&self.input, &self.output);
                 let mut cells = Vec::new();
-                for h in window::window(oy, o.height(), g.height()) {
-                    for w in window::window(ox, o.width(), g.width()) {
-                        cells.push(g.offset(self.layout, n, ch, h, w));
+                for h in window::window(oy, o.height(), g.height())
+                    .skip(tr)
+                    .step_by(1 << lr)
+                {
+                    let cols = window::window(ox, o.width(), g.width());
+                    let row = |w| g.offset(self.layout, n, ch, h, w);
+                    if self.layout == Layout::Nchw && size == 2 {
+                        // The buffers are 4-byte aligned: pair q holds elements 2q and 2q + 1.
+                        let (e0, e1) = (row(cols.start), row(cols.end - 1) + 1);
+                        for q in ((e0 >> 1) + tc..)
+                            .step_by(1 << lc)
+                            .take_while(|q| 2 * q < e1)
+                        {
+                            cells.extend((2 * q..2 * q + 2).filter(|&e| e < g.numel()));
+                        }
+                    } else {
+                        cells.extend(cols.skip(tc).step_by(1 << lc).map(row));
                     }
                 }
                 cells
@@ -373,6 +401,7 @@ fn large_cases(dtype: DType) -> Vec<LargeCase> {
                 backward: None,
                 work,
                 items,
+                split: (0, 0),
             });
         }
     }
@@ -396,6 +425,7 @@ fn large_cases(dtype: DType) -> Vec<LargeCase> {
                 backward: Some(k),
                 work: Work::Thread,
                 items,
+                split: (0, 0),
             });
         }
     }
@@ -516,6 +546,24 @@ fn run_large<T: Element>(arch: u32, case: &LargeCase) -> (usize, usize) {
     );
     let grid = launch.grid[0] as usize;
     assert_eq!(launch.grid[1..], [1, 1]);
+    let size = std::mem::size_of::<T>();
+    let scatter;
+    let case = if atomic {
+        // The planner's mirror of the kernel's split: a mismatch shows as wrong cells below.
+        let (lanes, rows) = plan::scatter_split(&case.output, &case.input, case.layout, dtype);
+        let split = (
+            lanes.trailing_zeros() as usize,
+            rows.trailing_zeros() as usize,
+        );
+        scatter = LargeCase {
+            split,
+            items: case.output.numel() << (split.0 + split.1),
+            ..case.clone()
+        };
+        &scatter
+    } else {
+        case
+    };
 
     // The first block, the one holding the last item (its loop wraps furthest), the last.
     let mut blocks: Vec<u64> = vec![
@@ -525,7 +573,6 @@ fn run_large<T: Element>(arch: u32, case: &LargeCase) -> (usize, usize) {
     ];
     blocks.sort_unstable();
     blocks.dedup();
-    let size = std::mem::size_of::<T>();
     let mut expected = BTreeSet::new();
     for &b in &blocks {
         for i in items_of(case.work, b as usize, grid, case.items) {

@@ -1610,8 +1610,7 @@ impl<'a> Decoder<'a, '_> {
                 m.finish()?;
                 let ok = match aop {
                     AOp::Add => match ty {
-                        Ty::F16 | Ty::BF16 => noftz,
-                        Ty::F16x2 | Ty::BF16x2 => false,
+                        Ty::F16 | Ty::BF16 | Ty::F16x2 | Ty::BF16x2 => noftz,
                         Ty::U(32) | Ty::S(32) | Ty::U(64) | Ty::F32 | Ty::F64 => !noftz,
                         _ => false,
                     },

@@ -100,6 +100,32 @@ fn half_atomics_and_f64() {
     assert_eq!(h[8], 0x4380);
 }
 
+/// Packed f16x2 / bf16x2 adds: each half is added on its own, and a -0 half leaves its
+/// neighbour as it was.
+#[test]
+fn packed_half_atomics() {
+    let body = r#"
+    mov.b32 %r1, 0x38003C00;
+    red.global.add.noftz.f16x2 [%rd0], %r1;
+    mov.b32 %r2, 0x80003F80;
+    red.global.add.noftz.bf16x2 [%rd0+4], %r2;
+    mov.b32 %r3, 0x3C008000;
+    atom.global.add.noftz.f16x2 %r4, [%rd0+8], %r3;
+    "#;
+    let out = {
+        let src = kernel_for("sm_90", body);
+        try_run_src(&src, &cfg(4, 256), &[]).unwrap().0
+    };
+    let h = u16s(&out);
+    assert_eq!(h[0], 0x6400, "1.0 x 1024 = 1024.0 in f16");
+    assert_eq!(h[1], 0x6000, "0.5 x 1024 = 512.0 in f16");
+    // bf16 has 8 significant bits: 1.0 added 1024 times saturates at 256
+    assert_eq!(h[2], 0x4380);
+    assert_eq!(h[3], 0x0000, "+0 plus -0 stays +0");
+    assert_eq!(h[4], 0x0000);
+    assert_eq!(h[5], 0x6400);
+}
+
 #[test]
 fn shared_atomics() {
     let src = r#".version 9.0

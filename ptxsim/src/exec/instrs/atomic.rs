@@ -21,6 +21,14 @@ pub(super) fn atom_op(op: AOp, ty: Ty, old: u64, b: u64, c: u64) -> u64 {
             Ty::F64 => f64_op(FOp::Add, old, b, 0),
             Ty::F16 => half_op(FOp::Add, fp::F16, false, false, old, b & 0xffff, 0),
             Ty::BF16 => half_op(FOp::Add, fp::BF16, false, false, old, b & 0xffff, 0),
+            // Packed pairs: each 16-bit half is added on its own (low half at the lower address).
+            Ty::F16x2 | Ty::BF16x2 => {
+                let fmt = if ty == Ty::F16x2 { fp::F16 } else { fp::BF16 };
+                let half = |v: u64, shift: u32| (v >> shift) & 0xffff;
+                let lo = half_op(FOp::Add, fmt, false, false, half(old, 0), half(b, 0), 0);
+                let hi = half_op(FOp::Add, fmt, false, false, half(old, 16), half(b, 16), 0);
+                (lo & 0xffff) | ((hi & 0xffff) << 16)
+            }
             _ => it.norm(old.wrapping_add(b)),
         },
         AOp::Min | AOp::Max => {
