@@ -266,12 +266,29 @@ fn backward_selection() {
         select_backward(det, &pooled, Layout::Nchw, DType::F64),
         BackwardKernel::Gather
     );
-    for out in [&global, &pooled, &odd] {
+    // The atomic algorithm: the scatter in NCHW; global pooling and channels-last take the
+    // deterministic kernels, as PyTorch runs no atomics there.
+    let atomic = BackwardAlgorithm::Atomic;
+    for out in [&pooled, &odd] {
         assert_eq!(
-            select_backward(BackwardAlgorithm::Atomic, out, Layout::Nchw, DType::Bf16),
+            select_backward(atomic, out, Layout::Nchw, DType::Bf16),
             BackwardKernel::AtomicScatter
         );
     }
+    for layout in Layout::ALL {
+        assert_eq!(
+            select_backward(atomic, &global, layout, DType::Bf16),
+            BackwardKernel::Broadcast
+        );
+    }
+    assert_eq!(
+        select_backward(atomic, &pooled, Layout::Nhwc, DType::F16),
+        BackwardKernel::GatherNhwcVector
+    );
+    assert_eq!(
+        select_backward(atomic, &odd, Layout::Nhwc, DType::F16),
+        BackwardKernel::Gather
+    );
 }
 
 /// Every plan: kernel names that exist in the embedded PTX, 256-thread blocks, a grid no larger

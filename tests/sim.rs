@@ -719,6 +719,8 @@ fn block_orders_agree<T: Element>(arch: u32, rng: &mut StdRng) -> f64 {
         ] {
             let mut sim = Sim::new(arch, order);
             sim.schedule = schedule;
+            // The scatter in both layouts (the planner sends channels-last to the gather).
+            sim.backward_kernel = Some(BackwardKernel::AtomicScatter);
             let got = sim.backward(
                 &grad,
                 &out_shape,
