@@ -508,10 +508,14 @@ pub fn backward_with_index(
             grad_output.numel(),
             true,
         ),
+        // NCHW: a thread per 16 bytes of grad_input (`kernels/backward_gather.cu`).
         BackwardKernel::Gather => (
             "backward_gather",
             format!("backward_gather_{}", layout.name()),
-            grad_input.numel(),
+            match layout {
+                Layout::Nchw => grad_input.numel().div_ceil(vector_width(dtype)),
+                Layout::Nhwc => grad_input.numel(),
+            },
             false,
         ),
         BackwardKernel::GatherNhwcVector => (
@@ -523,7 +527,7 @@ pub fn backward_with_index(
         BackwardKernel::Broadcast => (
             "backward_gather",
             format!("backward_broadcast_{}", layout.name()),
-            grad_input.numel(),
+            broadcast_items(grad_input.numel(), dtype, device),
             false,
         ),
     };
@@ -541,6 +545,20 @@ pub fn backward_with_index(
         device,
     )));
     Some(LaunchPlan { steps })
+}
+
+/// Threads of the broadcast kernels (`kernels/backward_gather.cu`): a thread per element where
+/// the device holds them all at once (the per-element path has the shortest dependent chain,
+/// which is what a launch that small waits for), else a thread per 16 bytes of grad_input.
+fn broadcast_items(numel: usize, dtype: DType, device: &DeviceLimits) -> usize {
+    let resident = device.multiprocessors.max(1) as usize
+        * BLOCKS_PER_MULTIPROCESSOR as usize
+        * THREADS_PER_BLOCK as usize;
+    if numel <= resident {
+        numel
+    } else {
+        numel.div_ceil(vector_width(dtype))
+    }
 }
 
 /// Which index width of a kernel a plan launches: the `_idx32` or the `_idx64` entry point.

@@ -187,6 +187,10 @@ enum Work {
     Warp,
     /// A grid-stride loop over items, one block each.
     Block,
+    /// Block runs (`block_run` in `kernels/gather_tables.cuh`), one thread per item: block b
+    /// takes items [b * per, (b + 1) * per), per = 256 where the grid holds every item at once,
+    /// else ceil(items / grid).
+    Run,
 }
 
 /// One large case: a kernel group, shapes, and what its items are.
@@ -200,6 +204,9 @@ struct LargeCase {
     backward: Option<BackwardKernel>,
     work: Work,
     items: usize,
+    /// Consecutive destination elements per item of the backward's vector paths (1: the
+    /// kernel's own rule in `writes`).
+    per_item: usize,
 }
 
 impl LargeCase {
@@ -207,6 +214,10 @@ impl LargeCase {
     fn writes(&self, i: usize, size: usize) -> Vec<usize> {
         let vec = 16 / size;
         let c = self.output.channels();
+        if self.per_item > 1 {
+            let end = ((i + 1) * self.per_item).min(self.input.numel());
+            return (i * self.per_item..end).collect();
+        }
         match (self.forward, self.backward) {
             (Some(ForwardKernel::NhwcVector), _) | (_, Some(BackwardKernel::GatherNhwcVector)) => {
                 (i * vec..(i + 1) * vec).collect()
@@ -343,19 +354,38 @@ fn large_cases(dtype: DType) -> Vec<LargeCase> {
                 backward: None,
                 work,
                 items,
+                per_item: 1,
             });
         }
     }
     for &(k, layout, shapes) in backward {
         for &(input, output) in shapes {
-            let items = match k {
+            // The gathers' window tables (`AP_GATHER_TABLE` in `kernels/gather_tables.cuh`):
+            // block runs where every extent fits them, else a grid-stride loop.
+            let tables = [
+                input.height(),
+                input.width(),
+                output.height(),
+                output.width(),
+            ]
+            .iter()
+            .all(|&d| d <= 1024);
+            // (work, items, destination elements per item)
+            let (work, items, per_item) = match k {
                 B::AtomicScatter => {
                     assert!(input.height() % output.height() == 0);
                     assert!(input.width() % output.width() == 0);
-                    output.numel()
+                    (Work::Thread, output.numel(), 1)
                 }
-                B::GatherNhwcVector => input.numel() / vec,
-                _ => input.numel(),
+                B::Gather if layout == Nchw && tables => {
+                    (Work::Run, input.numel().div_ceil(vec), vec)
+                }
+                B::GatherNhwcVector if tables => (Work::Run, input.numel() / vec, vec),
+                B::GatherNhwcVector => (Work::Thread, input.numel() / vec, 1),
+                // Every case here has more elements than the grid has threads: 16 bytes of
+                // grad_input per item.
+                B::Broadcast => (Work::Run, input.numel().div_ceil(vec), vec),
+                _ => (Work::Thread, input.numel(), 1),
             };
             cases.push(LargeCase {
                 name: format!("bwd {k:?} {layout:?} {output:?} -> {input:?}"),
@@ -364,8 +394,9 @@ fn large_cases(dtype: DType) -> Vec<LargeCase> {
                 layout,
                 forward: None,
                 backward: Some(k),
-                work: Work::Thread,
+                work,
                 items,
+                per_item,
             });
         }
     }
@@ -410,23 +441,39 @@ impl Observer for Recorder {
     }
 }
 
-/// The block of the grid that runs item `i` of a grid-stride loop.
-fn block_of(work: Work, i: usize, grid: usize) -> u64 {
+/// Items per block of [`Work::Run`].
+fn run_length(grid: usize, items: usize) -> usize {
+    let threads = THREADS_PER_BLOCK as usize;
+    if grid * threads >= items {
+        threads
+    } else {
+        items.div_ceil(grid)
+    }
+}
+
+/// The block of the grid that runs item `i` of `items`.
+fn block_of(work: Work, i: usize, grid: usize, items: usize) -> u64 {
     let threads = THREADS_PER_BLOCK as usize;
     (match work {
         Work::Thread => (i % (grid * threads)) / threads,
         Work::Warp => (i % (grid * threads / 32)) * 32 / threads,
         Work::Block => i % grid,
+        Work::Run => i / run_length(grid, items),
     }) as u64
 }
 
 /// The items block `b` runs.
 fn items_of(work: Work, b: usize, grid: usize, items: usize) -> Vec<usize> {
     let threads = THREADS_PER_BLOCK as usize;
+    if let Work::Run = work {
+        let per = run_length(grid, items);
+        return (b * per..((b + 1) * per).min(items)).collect();
+    }
     let (first, per_block, stride) = match work {
         Work::Thread => (b * threads, threads, grid * threads),
         Work::Warp => (b * threads / 32, threads / 32, grid * threads / 32),
         Work::Block => (b, 1, grid),
+        Work::Run => (0, 0, 1),
     };
     (first..first + per_block)
         .flat_map(|i| (i..items).step_by(stride))
@@ -482,7 +529,7 @@ fn run_large<T: Element>(arch: u32, case: &LargeCase) -> (usize, usize) {
     // The first block, the one holding the last item (its loop wraps furthest), the last.
     let mut blocks: Vec<u64> = vec![
         0,
-        block_of(case.work, case.items - 1, grid),
+        block_of(case.work, case.items - 1, grid, case.items),
         grid as u64 - 1,
     ];
     blocks.sort_unstable();
