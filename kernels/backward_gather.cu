@@ -68,7 +68,7 @@ __device__ __forceinline__ void gather_nchw_tables(const GatherTables& t,
     const bool vec = (((u64)grad_in) & 15u) == 0;
     const I out_hw = out_h * out_w;
     const I vectors = total / (I)N + (I)(total % (I)N != 0);
-    const BlockRun<I> run = block_run(vectors);
+    const BlockRun<I> run = block_run(vectors, false);
     I v = run.begin + (I)threadIdx.x;
     Step3<I> pos = split3(v * (I)N, in_h, in_w);
     const Step3<I> by = split3((I)blockDim.x * (I)N, in_h, in_w);
@@ -201,7 +201,7 @@ __device__ __forceinline__ void backward_broadcast_nchw(const T* __restrict__ gr
     const A scale = reciprocal_area<T>((u64)hw);
     const bool vec = (((u64)grad_in) & 15u) == 0;
     const I vectors = total / (I)N + (I)(total % (I)N != 0);
-    const BlockRun<I> run = block_run(vectors);
+    const BlockRun<I> run = block_run(vectors, true);
     for (I v = run.begin + (I)threadIdx.x; v < run.end; v += (I)blockDim.x) {
         const I e = v * (I)N;
         const I plane = e / hw;
@@ -246,7 +246,7 @@ __device__ __forceinline__ void backward_broadcast_nhwc(const T* __restrict__ gr
     }
     const A scale = reciprocal_area<T>((u64)hw);
     const I image = hw * channels;
-    const BlockRun<I> run = block_run(total / (I)N);
+    const BlockRun<I> run = block_run(total / (I)N, true);
     for (I v = run.begin + (I)threadIdx.x; v < run.end; v += (I)blockDim.x) {
         const I e = v * (I)N;
         A vals[V16<T>::N];

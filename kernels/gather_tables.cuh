@@ -118,8 +118,8 @@ __device__ __forceinline__ void advance3(Step3<I>& pos, const Step3<I>& by, I h_
 
 // The contiguous run [begin, end) of `items` work items that this block takes. Where the grid
 // holds every item at once (a thread each), block b takes items [b * blockDim.x, ...), as a
-// plain grid would, with no division; otherwise the grid splits the items into runs of equal
-// length (but the last). The block's threads take every
+// plain grid would, with no division; otherwise, or where `even` asks for it, the grid splits
+// the items into runs of equal length (but the last). The block's threads take every
 // blockDim.x-th item of its run. Every block but the last then does the same work whatever the
 // item count, where a grid-stride loop gives some blocks one turn more than others.
 template <typename I>
@@ -128,10 +128,10 @@ struct BlockRun {
 };
 
 template <typename I>
-__device__ __forceinline__ BlockRun<I> block_run(I items) {
+__device__ __forceinline__ BlockRun<I> block_run(I items, bool even) {
     const I grid = (I)gridDim.x;
     I per = (I)blockDim.x;
-    if ((u64)grid * (u64)blockDim.x < (u64)items) {
+    if (even || (u64)grid * (u64)blockDim.x < (u64)items) {
         per = items / grid + (I)(items % grid != 0);
     }
     // b * per < grid * per <= items + grid or blockDim.x * grid: no overflow where items fits

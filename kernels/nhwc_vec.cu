@@ -98,7 +98,7 @@ __device__ __forceinline__ void backward_gather_nhwc_vec(const T* __restrict__ g
                            (unsigned int)out_w);
         const I plane = out_h * out_w * channels;
         const I step = (I)blockDim.x;
-        const BlockRun<I> run = block_run(total);
+        const BlockRun<I> run = block_run(total, false);
         I idx = run.begin + (I)threadIdx.x;
         I g = idx % groups;
         Step3<I> pos = split3(idx / groups, in_h, in_w);

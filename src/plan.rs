@@ -549,16 +549,18 @@ pub fn backward_with_index(
 
 /// Threads of the broadcast kernels (`kernels/backward_gather.cu`): a thread per element where
 /// the device holds them all at once (the per-element path has the shortest dependent chain,
-/// which is what a launch that small waits for), else a thread per 16 bytes of grad_input.
+/// which is what a launch that small waits for), else a thread per 16 bytes of grad_input in
+/// a whole number of blocks per multiprocessor: the kernels split the work into equal runs per
+/// block, so every multiprocessor gets the same work.
 fn broadcast_items(numel: usize, dtype: DType, device: &DeviceLimits) -> usize {
-    let resident = device.multiprocessors.max(1) as usize
-        * BLOCKS_PER_MULTIPROCESSOR as usize
-        * THREADS_PER_BLOCK as usize;
-    if numel <= resident {
-        numel
-    } else {
-        numel.div_ceil(vector_width(dtype))
+    let block = THREADS_PER_BLOCK as usize;
+    let sms = device.multiprocessors.max(1) as usize;
+    let resident = sms * BLOCKS_PER_MULTIPROCESSOR as usize;
+    if numel <= resident * block {
+        return numel;
     }
+    let blocks = numel.div_ceil(vector_width(dtype)).div_ceil(block);
+    blocks.next_multiple_of(sms).min(resident) * block
 }
 
 /// Which index width of a kernel a plan launches: the `_idx32` or the `_idx64` entry point.

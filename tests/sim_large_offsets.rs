@@ -191,6 +191,8 @@ enum Work {
     /// takes items [b * per, (b + 1) * per), per = 256 where the grid holds every item at once,
     /// else ceil(items / grid).
     Run,
+    /// Block runs of ceil(items / grid) items, whatever the grid (`block_run` with `even`).
+    EvenRun,
 }
 
 /// One large case: a kernel group, shapes, and what its items are.
@@ -384,7 +386,7 @@ fn large_cases(dtype: DType) -> Vec<LargeCase> {
                 B::GatherNhwcVector => (Work::Thread, input.numel() / vec, 1),
                 // Every case here has more elements than the grid has threads: 16 bytes of
                 // grad_input per item.
-                B::Broadcast => (Work::Run, input.numel().div_ceil(vec), vec),
+                B::Broadcast => (Work::EvenRun, input.numel().div_ceil(vec), vec),
                 _ => (Work::Thread, input.numel(), 1),
             };
             cases.push(LargeCase {
@@ -441,10 +443,10 @@ impl Observer for Recorder {
     }
 }
 
-/// Items per block of [`Work::Run`].
-fn run_length(grid: usize, items: usize) -> usize {
+/// Items per block of [`Work::Run`] and [`Work::EvenRun`].
+fn run_length(work: Work, grid: usize, items: usize) -> usize {
     let threads = THREADS_PER_BLOCK as usize;
-    if grid * threads >= items {
+    if matches!(work, Work::Run) && grid * threads >= items {
         threads
     } else {
         items.div_ceil(grid)
@@ -458,22 +460,22 @@ fn block_of(work: Work, i: usize, grid: usize, items: usize) -> u64 {
         Work::Thread => (i % (grid * threads)) / threads,
         Work::Warp => (i % (grid * threads / 32)) * 32 / threads,
         Work::Block => i % grid,
-        Work::Run => i / run_length(grid, items),
+        Work::Run | Work::EvenRun => i / run_length(work, grid, items),
     }) as u64
 }
 
 /// The items block `b` runs.
 fn items_of(work: Work, b: usize, grid: usize, items: usize) -> Vec<usize> {
     let threads = THREADS_PER_BLOCK as usize;
-    if let Work::Run = work {
-        let per = run_length(grid, items);
+    if let Work::Run | Work::EvenRun = work {
+        let per = run_length(work, grid, items);
         return (b * per..((b + 1) * per).min(items)).collect();
     }
     let (first, per_block, stride) = match work {
         Work::Thread => (b * threads, threads, grid * threads),
         Work::Warp => (b * threads / 32, threads / 32, grid * threads / 32),
         Work::Block => (b, 1, grid),
-        Work::Run => (0, 0, 1),
+        Work::Run | Work::EvenRun => (0, 0, 1),
     };
     (first..first + per_block)
         .flat_map(|i| (i..items).step_by(stride))
