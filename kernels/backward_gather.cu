@@ -1,14 +1,17 @@
 // Deterministic backward AdaptiveAvgPool2d: gather instead of scatter.
 //
-// One thread per grad_input element: it sums grad_output[oy, ox] / area(oy, ox) over exactly
-// the output cells whose windows cover it and writes the result once. The covering cells are
-// the window formula with input and output swapped (common.cuh, `window_start/end(i, in, out)`;
-// proved against the forward's windows by the crate's exhaustive window test). No zero-fill
-// pass, no atomics, a fixed summation order: bitwise identical results run after run.
+// Each grad_input element sums grad_output[oy, ox] / area(oy, ox) over exactly the output cells
+// whose windows cover it and is written once. The covering cells are the window formula with
+// input and output swapped (common.cuh, `window_start/end(i, in, out)`; proved against the
+// forward's windows by the crate's exhaustive window test). No zero-fill pass, no atomics, a
+// fixed summation order: bitwise identical results run after run. The NCHW gather reads the
+// covering ranges and window lengths from per-block tables (gather_tables.cuh) where they fit,
+// and writes 16 bytes of consecutive elements per thread.
 //
-// Entry points and index types: AP_INSTANTIATE in common.cuh. Accumulates in the accumulator type (f32 for f32/f16/bf16,
-// f64 for f64) and rounds once.
+// Entry points and index types: AP_INSTANTIATE in common.cuh. Accumulates in the accumulator
+// type (f32 for f32/f16/bf16, f64 for f64) and rounds once.
 #include "common.cuh"
+#include "gather_tables.cuh"
 
 // Sum of grad / area over the cells covering input row `ih` and column `iw` of one plane,
 // whose grad_output element (oy, ox) is at `g[oy * row_stride + ox * col_stride]`.
@@ -32,12 +35,11 @@ __device__ __forceinline__ typename Acc<T>::type gather_one(const T* __restrict_
     return sum;
 }
 
+// Per element, dividing: the fallback for extents the tables do not hold.
 template <typename T, typename I>
-__device__ __forceinline__ void backward_gather_nchw(const T* __restrict__ grad_out,
-                                                     T* __restrict__ grad_in, I batch,
-                                                     I channels, I in_h, I in_w, I out_h,
-                                                     I out_w) {
-    const I total = batch * channels * in_h * in_w;
+__device__ __forceinline__ void gather_nchw_dividing(const T* __restrict__ grad_out,
+                                                     T* __restrict__ grad_in, I total, I in_h,
+                                                     I in_w, I out_h, I out_w) {
     const I stride = (I)blockDim.x * (I)gridDim.x;
     for (I idx = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; idx < total; idx += stride) {
         const I iw = idx % in_w;
@@ -46,6 +48,86 @@ __device__ __forceinline__ void backward_gather_nchw(const T* __restrict__ grad_
         const I plane = rest / in_h;
         const T* g = grad_out + plane * out_h * out_w;
         grad_in[idx] = from_acc<T>(gather_one(g, ih, iw, in_h, in_w, out_h, out_w, out_w, (I)1));
+    }
+}
+
+// With the window tables: a thread per 16 bytes of consecutive grad_input elements (a flat
+// run that may cross rows and planes; block runs, gather_tables.cuh), its coordinates stepped,
+// not divided, from element to element and from one turn to the next. Neighbouring elements
+// covered by the same output cells have the same value: it is summed once per run of them.
+// Every element's value is gather_one's, summed in the same order.
+template <typename T, typename I>
+__device__ __forceinline__ void gather_nchw_tables(const GatherTables& t,
+                                                   const T* __restrict__ grad_out,
+                                                   T* __restrict__ grad_in, I total, I in_h,
+                                                   I in_w, I out_h, I out_w) {
+    typedef typename Acc<T>::type A;
+    const int N = V16<T>::N;
+    // A packed covering range never has all bits set (its ends are at most AP_GATHER_TABLE).
+    const unsigned int none = 0xffffffffu;
+    const bool vec = (((u64)grad_in) & 15u) == 0;
+    const I out_hw = out_h * out_w;
+    const I vectors = total / (I)N + (I)(total % (I)N != 0);
+    const BlockRun<I> run = block_run(vectors, false);
+    I v = run.begin + (I)threadIdx.x;
+    Step3<I> pos = split3(v * (I)N, in_h, in_w);
+    const Step3<I> by = split3((I)blockDim.x * (I)N, in_h, in_w);
+    for (; v < run.end; v += (I)blockDim.x) {
+        const I e = v * (I)N;
+        Step3<I> p = pos;
+        const T* g = grad_out + p.outer * out_hw;
+        unsigned int rows = t.row_cover[p.h];
+        unsigned int cached = none;
+        A value = 0;
+        A vals[V16<T>::N];
+#pragma unroll
+        for (int j = 0; j < N; ++j) {
+            if (j > 0 && ++p.w == in_w) {
+                p.w = 0;
+                cached = none;
+                if (++p.h == in_h) {
+                    p.h = 0;
+                    g += out_hw;
+                }
+                rows = t.row_cover[p.h];
+            }
+            vals[j] = 0;
+            if (e + (I)j < total) {
+                const unsigned int cols = t.col_cover[p.w];
+                if (cols != cached) {
+                    cached = cols;
+                    value = gather_cells<T, I>(t, g, rows, cols, out_w, (I)1);
+                }
+                vals[j] = value;
+            }
+        }
+        if (vec && e + (I)N <= total) {
+            V16<T>::store(grad_in + e, vals);
+        } else {
+#pragma unroll
+            for (int j = 0; j < N; ++j) {
+                if (e + (I)j < total) {
+                    grad_in[e + (I)j] = from_acc<T>(vals[j]);
+                }
+            }
+        }
+        advance3(pos, by, in_h, in_w);
+    }
+}
+
+template <typename T, typename I>
+__device__ __forceinline__ void backward_gather_nchw(const T* __restrict__ grad_out,
+                                                     T* __restrict__ grad_in, I batch,
+                                                     I channels, I in_h, I in_w, I out_h,
+                                                     I out_w) {
+    __shared__ GatherTables tables;
+    const I total = batch * channels * in_h * in_w;
+    if (gather_tables_fit(in_h, in_w, out_h, out_w)) {
+        fill_gather_tables(tables, (unsigned int)in_h, (unsigned int)in_w, (unsigned int)out_h,
+                           (unsigned int)out_w);
+        gather_nchw_tables(tables, grad_out, grad_in, total, in_h, in_w, out_h, out_w);
+    } else {
+        gather_nchw_dividing(grad_out, grad_in, total, in_h, in_w, out_h, out_w);
     }
 }
 
@@ -71,36 +153,110 @@ __device__ __forceinline__ void backward_gather_nhwc(const T* __restrict__ grad_
     }
 }
 
-// Global pooling (1x1 output): every grad_input element of a plane is grad / (H * W).
+// Global pooling (1x1 output): every grad_input element of a plane is grad * (1 / (H * W)),
+// the reciprocal rounded once in the accumulator type. That is PyTorch's CUDA MeanBackward
+// (`grad / numel` divides by a scalar, which its CUDA kernel does as a multiplication by
+// `opmath_t(1) / numel`), and it costs a multiplication per element instead of a division.
+template <typename T>
+__device__ __forceinline__ typename Acc<T>::type reciprocal_area(u64 hw) {
+    typedef typename Acc<T>::type A;
+    return (A)1 / (A)hw;
+}
+
+// The per-element loop: the fallback of the two layouts' kernels below.
 template <typename T, typename I>
 __device__ __forceinline__ void broadcast(const T* __restrict__ grad_out,
                                           T* __restrict__ grad_in, I batch, I channels, I in_h,
                                           I in_w, bool channels_last) {
-    typedef typename Acc<T>::type A;
     const I hw = in_h * in_w;
     const I total = batch * channels * hw;
-    const A area = (A)hw;
+    const typename Acc<T>::type scale = reciprocal_area<T>((u64)hw);
     const I stride = (I)blockDim.x * (I)gridDim.x;
     for (I idx = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; idx < total; idx += stride) {
         // NCHW: the (n, c) plane is idx / hw. NHWC: n = idx / (hw * C), c = idx % C.
         const I cell = channels_last ? (idx / (hw * channels)) * channels + idx % channels
                                      : idx / hw;
-        grad_in[idx] = from_acc<T>(to_acc(grad_out[cell]) / area);
+        grad_in[idx] = from_acc<T>(to_acc(grad_out[cell]) * scale);
     }
 }
 
+// NCHW: a thread per 16 bytes of consecutive grad_input elements (block runs,
+// gather_tables.cuh). Where a plane holds at least that many elements, a run crosses at most
+// one plane boundary: the thread loads both planes' gradients and picks one per element. Smaller
+// planes, and grids with a thread per element (src/plan.rs launches those for problems that
+// fit the device at once: the shortest dependent chain), take the per-element loop.
 template <typename T, typename I>
 __device__ __forceinline__ void backward_broadcast_nchw(const T* __restrict__ grad_out,
                                                         T* __restrict__ grad_in, I batch,
                                                         I channels, I in_h, I in_w, I, I) {
-    broadcast(grad_out, grad_in, batch, channels, in_h, in_w, false);
+    typedef typename Acc<T>::type A;
+    const int N = V16<T>::N;
+    const I hw = in_h * in_w;
+    const I planes = batch * channels;
+    const I total = planes * hw;
+    if (hw < (I)N || (u64)blockDim.x * (u64)gridDim.x >= (u64)total) {
+        broadcast(grad_out, grad_in, batch, channels, in_h, in_w, false);
+        return;
+    }
+    const A scale = reciprocal_area<T>((u64)hw);
+    const bool vec = (((u64)grad_in) & 15u) == 0;
+    const I vectors = total / (I)N + (I)(total % (I)N != 0);
+    const BlockRun<I> run = block_run(vectors, true);
+    for (I v = run.begin + (I)threadIdx.x; v < run.end; v += (I)blockDim.x) {
+        const I e = v * (I)N;
+        const I plane = e / hw;
+        // Elements of the run still in `plane` (at least one).
+        const I left = hw - (e - plane * hw);
+        const I next = plane + 1 < planes ? plane + 1 : plane;
+        const A first = to_acc(grad_out[plane]) * scale;
+        const A second = to_acc(grad_out[next]) * scale;
+        A vals[V16<T>::N];
+#pragma unroll
+        for (int j = 0; j < N; ++j) {
+            vals[j] = (I)j < left ? first : second;
+        }
+        if (vec && e + (I)N <= total) {
+            V16<T>::store(grad_in + e, vals);
+        } else {
+#pragma unroll
+            for (int j = 0; j < N; ++j) {
+                if (e + (I)j < total) {
+                    grad_in[e + (I)j] = from_acc<T>(vals[j]);
+                }
+            }
+        }
+    }
 }
 
+// NHWC with C a multiple of the vector width and 16-byte aligned buffers: a thread per 16 bytes
+// of grad_input, a warp's stores consecutive (block runs, gather_tables.cuh). Otherwise, and
+// with a thread per element (as for the NCHW kernel), the per-element loop.
 template <typename T, typename I>
 __device__ __forceinline__ void backward_broadcast_nhwc(const T* __restrict__ grad_out,
                                                         T* __restrict__ grad_in, I batch,
                                                         I channels, I in_h, I in_w, I, I) {
-    broadcast(grad_out, grad_in, batch, channels, in_h, in_w, true);
+    typedef typename Acc<T>::type A;
+    const int N = V16<T>::N;
+    const I hw = in_h * in_w;
+    const I total = batch * channels * hw;
+    if (channels % (I)N != 0 || !aligned16(grad_out, grad_in) ||
+        (u64)blockDim.x * (u64)gridDim.x >= (u64)total) {
+        broadcast(grad_out, grad_in, batch, channels, in_h, in_w, true);
+        return;
+    }
+    const A scale = reciprocal_area<T>((u64)hw);
+    const I image = hw * channels;
+    const BlockRun<I> run = block_run(total / (I)N, true);
+    for (I v = run.begin + (I)threadIdx.x; v < run.end; v += (I)blockDim.x) {
+        const I e = v * (I)N;
+        A vals[V16<T>::N];
+        V16<T>::load(grad_out + (e / image) * channels + e % channels, vals);
+#pragma unroll
+        for (int j = 0; j < N; ++j) {
+            vals[j] = vals[j] * scale;
+        }
+        V16<T>::store(grad_in + e, vals);
+    }
 }
 
 AP_INSTANTIATE_ALL_DTYPES(backward_gather_nchw)

@@ -74,7 +74,14 @@ __device__ __forceinline__ void forward_nhwc_vec(const T* __restrict__ in, T* __
     }
 }
 
-// Deterministic backward (gather): one thread per (n, ih, iw, group of N channels).
+#include "gather_tables.cuh"
+
+// Deterministic backward (gather): one thread per (n, ih, iw, group of N channels). Where the
+// window tables (gather_tables.cuh) hold the extents, the covering ranges and window lengths
+// come from them, each block takes a run of items (block_run) and each thread's
+// (n, ih, iw, group) is stepped from one turn to the next instead of divided out; otherwise
+// everything is divided per element in a grid-stride loop. Either way each channel sums
+// grad / area over the covering cells in row-major order.
 template <typename T, typename I>
 __device__ __forceinline__ void backward_gather_nhwc_vec(const T* __restrict__ grad_out,
                                                          T* __restrict__ grad_in, I batch,
@@ -82,9 +89,62 @@ __device__ __forceinline__ void backward_gather_nhwc_vec(const T* __restrict__ g
                                                          I out_w) {
     typedef typename Acc<T>::type A;
     const int N = V16<T>::N;
+    __shared__ GatherTables tables;
     const bool vec = aligned16(grad_out, grad_in);
     const I groups = channels / (I)N;
     const I total = batch * in_h * in_w * groups;
+    if (gather_tables_fit(in_h, in_w, out_h, out_w)) {
+        fill_gather_tables(tables, (unsigned int)in_h, (unsigned int)in_w, (unsigned int)out_h,
+                           (unsigned int)out_w);
+        const I plane = out_h * out_w * channels;
+        const I step = (I)blockDim.x;
+        const BlockRun<I> run = block_run(total, false);
+        I idx = run.begin + (I)threadIdx.x;
+        I g = idx % groups;
+        Step3<I> pos = split3(idx / groups, in_h, in_w);
+        const I by_g = step % groups;
+        const Step3<I> by = split3(step / groups, in_h, in_w);
+        for (; idx < run.end; idx += step) {
+            const unsigned int rows = tables.row_cover[pos.h];
+            const unsigned int cols = tables.col_cover[pos.w];
+            const unsigned int oy0 = rows & 0xffffu, oy1 = rows >> 16;
+            const unsigned int ox0 = cols & 0xffffu, ox1 = cols >> 16;
+            const T* p = grad_out + pos.outer * plane + g * (I)N;
+            A acc[V16<T>::N];
+#pragma unroll
+            for (int j = 0; j < N; ++j) {
+                acc[j] = 0;
+            }
+            for (unsigned int oy = oy0; oy < oy1; ++oy) {
+                const unsigned int kh = tables.row_len[oy];
+                for (unsigned int ox = ox0; ox < ox1; ++ox) {
+                    const A area = (A)(kh * tables.col_len[ox]);
+                    A vals[V16<T>::N];
+                    load_group(p + ((I)oy * out_w + (I)ox) * channels, vals, vec);
+#pragma unroll
+                    for (int j = 0; j < N; ++j) {
+                        acc[j] += vals[j] / area;
+                    }
+                }
+            }
+            store_group(grad_in + idx * (I)N, acc, vec);
+            // (pixel, g) += (stride / groups, stride % groups), the pixel as (n, ih, iw).
+            g += by_g;
+            const bool carry = g >= groups;
+            if (carry) {
+                g -= groups;
+            }
+            advance3(pos, by, in_h, in_w);
+            if (carry && ++pos.w == in_w) {
+                pos.w = 0;
+                if (++pos.h == in_h) {
+                    pos.h = 0;
+                    ++pos.outer;
+                }
+            }
+        }
+        return;
+    }
     const I stride = (I)blockDim.x * (I)gridDim.x;
     for (I idx = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; idx < total; idx += stride) {
         const I g = idx % groups;

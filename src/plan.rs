@@ -704,10 +704,14 @@ pub fn backward_with_index(
             scatter_items(grad_output, grad_input, layout, dtype),
             true,
         ),
+        // NCHW: a thread per 16 bytes of grad_input (`kernels/backward_gather.cu`).
         BackwardKernel::Gather => (
             "backward_gather",
             format!("backward_gather_{}", layout.name()),
-            grad_input.numel(),
+            match layout {
+                Layout::Nchw => grad_input.numel().div_ceil(vector_width(dtype)),
+                Layout::Nhwc => grad_input.numel(),
+            },
             false,
         ),
         BackwardKernel::GatherNhwcVector => (
@@ -719,7 +723,7 @@ pub fn backward_with_index(
         BackwardKernel::Broadcast => (
             "backward_gather",
             format!("backward_broadcast_{}", layout.name()),
-            grad_input.numel(),
+            broadcast_items(grad_input.numel(), dtype, device),
             false,
         ),
     };
@@ -789,6 +793,22 @@ fn scatter_items(grad_output: &Shape, grad_input: &Shape, layout: Layout, dtype:
         .numel()
         .saturating_mul(lanes)
         .saturating_mul(rows)
+}
+
+/// Threads of the broadcast kernels (`kernels/backward_gather.cu`): a thread per element where
+/// the device holds them all at once (the per-element path has the shortest dependent chain,
+/// which is what a launch that small waits for), else a thread per 16 bytes of grad_input in
+/// a whole number of blocks per multiprocessor: the kernels split the work into equal runs per
+/// block, so every multiprocessor gets the same work.
+fn broadcast_items(numel: usize, dtype: DType, device: &DeviceLimits) -> usize {
+    let block = THREADS_PER_BLOCK as usize;
+    let sms = device.multiprocessors.max(1) as usize;
+    let resident = sms * BLOCKS_PER_MULTIPROCESSOR as usize;
+    if numel <= resident * block {
+        return numel;
+    }
+    let blocks = numel.div_ceil(vector_width(dtype)).div_ceil(block);
+    blocks.next_multiple_of(sms).min(resident) * block
 }
 
 /// Which index width of a kernel a plan launches: the `_idx32` or the `_idx64` entry point.

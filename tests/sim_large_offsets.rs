@@ -200,6 +200,12 @@ enum Work {
     /// A grid-stride loop over items, this many consecutive items per block (the NHWC split
     /// kernel's lanes; its window slices share an item).
     Lanes(usize),
+    /// Block runs (`block_run` in `kernels/gather_tables.cuh`), one thread per item: block b
+    /// takes items [b * per, (b + 1) * per), per = 256 where the grid holds every item at once,
+    /// else ceil(items / grid).
+    Run,
+    /// Block runs of ceil(items / grid) items, whatever the grid (`block_run` with `even`).
+    EvenRun,
 }
 
 /// One large case: a kernel group, shapes, and what its items are.
@@ -216,6 +222,9 @@ struct LargeCase {
     items: usize,
     /// The atomic scatter's (log2 Tc, log2 Tr) for the planned grid (`scatter_split`).
     split: (usize, usize),
+    /// Consecutive destination elements per item of the backward's vector paths (1: the
+    /// kernel's own rule in `writes`).
+    per_item: usize,
 }
 
 impl LargeCase {
@@ -223,6 +232,10 @@ impl LargeCase {
     fn writes(&self, i: usize, size: usize) -> Vec<usize> {
         let vec = 16 / size;
         let c = self.output.channels();
+        if self.per_item > 1 {
+            let end = ((i + 1) * self.per_item).min(self.input.numel());
+            return (i * self.per_item..end).collect();
+        }
         match (self.forward, self.backward) {
             (Some(ForwardKernel::NhwcVector), _) | (_, Some(BackwardKernel::GatherNhwcVector)) => {
                 (i * vec..(i + 1) * vec).collect()
@@ -402,19 +415,38 @@ fn large_cases(dtype: DType) -> Vec<LargeCase> {
                 work,
                 items,
                 split: (0, 0),
+                per_item: 1,
             });
         }
     }
     for &(k, layout, shapes) in backward {
         for &(input, output) in shapes {
-            let items = match k {
+            // The gathers' window tables (`AP_GATHER_TABLE` in `kernels/gather_tables.cuh`):
+            // block runs where every extent fits them, else a grid-stride loop.
+            let tables = [
+                input.height(),
+                input.width(),
+                output.height(),
+                output.width(),
+            ]
+            .iter()
+            .all(|&d| d <= 1024);
+            // (work, items, destination elements per item)
+            let (work, items, per_item) = match k {
                 B::AtomicScatter => {
                     assert!(input.height() % output.height() == 0);
                     assert!(input.width() % output.width() == 0);
-                    output.numel()
+                    (Work::Thread, output.numel(), 1)
                 }
-                B::GatherNhwcVector => input.numel() / vec,
-                _ => input.numel(),
+                B::Gather if layout == Nchw && tables => {
+                    (Work::Run, input.numel().div_ceil(vec), vec)
+                }
+                B::GatherNhwcVector if tables => (Work::Run, input.numel() / vec, vec),
+                B::GatherNhwcVector => (Work::Thread, input.numel() / vec, 1),
+                // Every case here has more elements than the grid has threads: 16 bytes of
+                // grad_input per item.
+                B::Broadcast => (Work::EvenRun, input.numel().div_ceil(vec), vec),
+                _ => (Work::Thread, input.numel(), 1),
             };
             cases.push(LargeCase {
                 name: format!("bwd {k:?} {layout:?} {output:?} -> {input:?}"),
@@ -423,9 +455,10 @@ fn large_cases(dtype: DType) -> Vec<LargeCase> {
                 layout,
                 forward: None,
                 backward: Some(k),
-                work: Work::Thread,
+                work,
                 items,
                 split: (0, 0),
+                per_item,
             });
         }
     }
@@ -470,6 +503,16 @@ impl Observer for Recorder {
     }
 }
 
+/// Items per block of [`Work::Run`] and [`Work::EvenRun`].
+fn run_length(work: Work, grid: usize, items: usize) -> usize {
+    let threads = THREADS_PER_BLOCK as usize;
+    if matches!(work, Work::Run) && grid * threads >= items {
+        threads
+    } else {
+        items.div_ceil(grid)
+    }
+}
+
 /// The block of the grid that runs item `i` of `items`.
 fn block_of(work: Work, i: usize, grid: usize, items: usize) -> u64 {
     let threads = THREADS_PER_BLOCK as usize;
@@ -479,12 +522,17 @@ fn block_of(work: Work, i: usize, grid: usize, items: usize) -> u64 {
         Work::Block => i % grid,
         Work::Range => i / items.div_ceil(grid),
         Work::Lanes(lanes) => (i % (grid * lanes)) / lanes,
+        Work::Run | Work::EvenRun => i / run_length(work, grid, items),
     }) as u64
 }
 
 /// The items block `b` runs.
 fn items_of(work: Work, b: usize, grid: usize, items: usize) -> Vec<usize> {
     let threads = THREADS_PER_BLOCK as usize;
+    if let Work::Run | Work::EvenRun = work {
+        let per = run_length(work, grid, items);
+        return (b * per..((b + 1) * per).min(items)).collect();
+    }
     let (first, per_block, stride) = match work {
         Work::Thread => (b * threads, threads, grid * threads),
         Work::Warp => (b * threads / 32, threads / 32, grid * threads / 32),
@@ -495,6 +543,7 @@ fn items_of(work: Work, b: usize, grid: usize, items: usize) -> Vec<usize> {
             return (first..((b + 1) * share).min(items)).collect();
         }
         Work::Lanes(lanes) => (b * lanes, lanes, grid * lanes),
+        Work::Run | Work::EvenRun => (0, 0, 1),
     };
     (first..first + per_block)
         .flat_map(|i| (i..items).step_by(stride))
