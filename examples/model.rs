@@ -298,11 +298,17 @@ fn ours_variant(
         "forward" => format!("{forward_family:?}"),
         "backward_deterministic" => format!(
             "{:?}",
-            plan::select_backward(BackwardAlgorithm::Deterministic, &output, layout, dtype)
+            plan::select_backward(
+                BackwardAlgorithm::Deterministic,
+                &output,
+                &input,
+                layout,
+                dtype
+            )
         ),
         _ => format!(
             "{:?}",
-            plan::select_backward(BackwardAlgorithm::Atomic, &output, layout, dtype)
+            plan::select_backward(BackwardAlgorithm::Atomic, &output, &input, layout, dtype)
         ),
     };
     let real = match pass {
@@ -338,7 +344,13 @@ fn ours_variant(
         }
         "forward" => plan::forward_with(forward_family, &rin, &rout, layout, dtype, &device),
         "backward_deterministic" => plan::backward_with(
-            plan::select_backward(BackwardAlgorithm::Deterministic, &output, layout, dtype),
+            plan::select_backward(
+                BackwardAlgorithm::Deterministic,
+                &output,
+                &input,
+                layout,
+                dtype,
+            ),
             &rout,
             &rin,
             layout,
@@ -346,7 +358,7 @@ fn ours_variant(
             &device,
         ),
         _ => plan::backward_with(
-            plan::select_backward(BackwardAlgorithm::Atomic, &output, layout, dtype),
+            plan::select_backward(BackwardAlgorithm::Atomic, &output, &input, layout, dtype),
             &rout,
             &rin,
             layout,

@@ -67,6 +67,10 @@ __device__ __forceinline__ void forward_global_lanes_nchw(const T* __restrict__ 
     typedef typename Acc<T>::type A;
     const I planes = batch * channels;
     const I hw = in_h * in_w;
+    // The mean is the sum times 1 / (H * W), the reciprocal rounded once in the accumulator
+    // type: PyTorch's `mean` (MeanOps: `acc * factor`), the op its adaptive pooling runs for a
+    // 1x1 output. Computed before the loads, it is off the path that waits for them.
+    const A scale = (A)1 / (A)hw;
     const I part = (I)threadIdx.x % AP_LANES_PER_PLANE;
     // Elements of its plane this lane sums.
     const I count = part < hw ? (hw - part + AP_LANES_PER_PLANE - 1) / AP_LANES_PER_PLANE : (I)0;
@@ -86,7 +90,7 @@ __device__ __forceinline__ void forward_global_lanes_nchw(const T* __restrict__ 
             sum += __shfl_xor_sync(0xffffffffu, sum, offset);
         }
         if (part == 0 && p < end) {
-            out[p] = from_acc<T>(sum / (A)hw);
+            out[p] = from_acc<T>(sum * scale);
         }
     }
 }

@@ -49,12 +49,11 @@ pub enum BackwardAlgorithm {
     /// avoids the compare-and-swap loops that bf16 atomics become below sm_90.
     #[default]
     Deterministic,
-    /// Atomics allowed, as in PyTorch: for NCHW, PyTorch's scheme (zero grad_input, then every
-    /// grad_output element atomically adds its share into its window), not bitwise reproducible
-    /// when windows overlap. Where PyTorch itself runs no atomics, neither does this: global
-    /// pooling (1x1 output) takes the broadcast (autograd's MeanBackward is an elementwise
-    /// expand) and channels-last takes the gather (PyTorch's NHWC backward is a gather), both
-    /// deterministic. See [`select_backward`].
+    /// Atomics allowed: the planner may run PyTorch's NCHW scheme (zero grad_input, then every
+    /// grad_output element atomically adds its share into its window), not bitwise
+    /// reproducible when windows overlap, where it is faster than the gather: f16 NCHW with
+    /// overlapping downsampling windows. Everywhere else it runs the deterministic kernels,
+    /// which write each element once and are faster there. See [`select_backward`].
     Atomic,
 }
 
@@ -406,32 +405,49 @@ pub fn nhwc_split_slices(
     slices
 }
 
+/// Whether some input element lies in two output windows of a downsampling axis: the input
+/// is longer than the output but not a whole multiple of it (224 -> 5, 13 -> 6), in H or W.
+fn windows_overlap_downsampling(grad_output: &Shape, grad_input: &Shape) -> bool {
+    let overlaps = |i: usize, o: usize| o > 0 && i > o && i % o != 0;
+    overlaps(grad_input.height(), grad_output.height())
+        || overlaps(grad_input.width(), grad_output.width())
+}
+
 /// The backward kernel for an algorithm. The one selection rule:
 ///
 /// 1. Global pooling (1x1 output), either algorithm: [`BackwardKernel::Broadcast`] (each
 ///    grad_input element is its plane's grad / (H * W): no atomics to gain from).
-/// 2. [`BackwardAlgorithm::Atomic`] in NCHW: [`BackwardKernel::AtomicScatter`].
-/// 3. Otherwise (the deterministic algorithm, or the atomic one in channels-last) the gather:
-///    [`BackwardKernel::GatherNhwcVector`] for NHWC when C allows, else
+/// 2. [`BackwardAlgorithm::Atomic`], NCHW, f16, downsampling windows that overlap (input not a
+///    multiple of the output in H or W): [`BackwardKernel::AtomicScatter`].
+/// 3. Otherwise the gather: [`BackwardKernel::GatherNhwcVector`] for NHWC when C allows, else
 ///    [`BackwardKernel::Gather`].
 ///
-/// Rules 1 and 3 for the atomic algorithm follow PyTorch, which runs no atomics there
-/// (MeanBackward; its channels-last gather), and the model agrees (gpumodel, the 17 cases of
-/// `benches/cases.txt` x 4 dtypes on H100 and A100; modelled, not measured): the scatter
-/// zero-fills grad_input and then read-modify-writes it, about three times the DRAM bytes of
-/// the gather, and lost to PyTorch on 15 of the 40 non-global channels-last rows on H100
-/// (0.73x on 448_to_7 f64) and on every global row (0.01-0.6x), where the broadcast and the
-/// gather win. In NCHW, where PyTorch's own backward is the scatter, ours is at least as fast on
-/// every non-global row (1024_to_3x3 f16 58x, 448_to_7 f16 1.8x).
+/// The atomic algorithm only permits atomics; the planner takes the scatter where the model
+/// says it is faster than the gather (gpumodel, the 17 cases of `benches/cases.txt` x 4
+/// dtypes on H100 and A100; modelled, not measured). It zero-fills grad_input and then
+/// read-modify-writes it, about three times the DRAM bytes of the gather, which writes each
+/// element once: the gather is faster on every f32 and f64 row (by 1.1-3x) and on every
+/// channels-last and global row, as PyTorch itself runs no atomics there (its channels-last
+/// backward is a gather, autograd's global one MeanBackward). The scatter wins with f16, whose
+/// pairs are native packed atomics on every architecture, where windows overlap, so that the
+/// gather visits up to four cells per element: 224_to_5x5 by 1.44x (H100) and 1.31x (A100),
+/// alexnet_13_to_6 by 1.11x and 1.31x, a tie on 1024_to_3x3; on non-overlapping f16 windows
+/// it loses (56_to_7: 0.67x and 0.69x). bf16 pairs are a compare-and-swap loop below sm_90
+/// and the gather wins on A100 (224_to_5x5: 0.85x), so bf16 takes the gather.
 pub fn select_backward(
     algorithm: BackwardAlgorithm,
     grad_output: &Shape,
+    grad_input: &Shape,
     layout: Layout,
     dtype: DType,
 ) -> BackwardKernel {
     if BackwardKernel::Broadcast.supports(grad_output, layout, dtype) {
         BackwardKernel::Broadcast
-    } else if algorithm == BackwardAlgorithm::Atomic && layout == Layout::Nchw {
+    } else if algorithm == BackwardAlgorithm::Atomic
+        && layout == Layout::Nchw
+        && dtype == DType::F16
+        && windows_overlap_downsampling(grad_output, grad_input)
+    {
         BackwardKernel::AtomicScatter
     } else if BackwardKernel::GatherNhwcVector.supports(grad_output, layout, dtype) {
         BackwardKernel::GatherNhwcVector
@@ -640,7 +656,7 @@ pub fn backward(
     algorithm: BackwardAlgorithm,
     device: &DeviceLimits,
 ) -> LaunchPlan {
-    let kernel = select_backward(algorithm, grad_output, layout, dtype);
+    let kernel = select_backward(algorithm, grad_output, grad_input, layout, dtype);
     // The selected kernel supports the shapes; the gather supports every shape.
     backward_with(kernel, grad_output, grad_input, layout, dtype, device)
         .or_else(|| {

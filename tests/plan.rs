@@ -245,48 +245,65 @@ fn nhwc_split_slices_fill_the_device() {
 
 #[test]
 fn backward_selection() {
-    let (_, global) = shapes([2, 16, 7, 7], 1);
-    let (_, pooled) = shapes([2, 16, 9, 9], (4, 4));
-    let (_, odd) = shapes([2, 3, 9, 9], (4, 4));
+    let (input, global) = shapes([2, 16, 7, 7], 1);
+    let (nine, pooled) = shapes([2, 16, 9, 9], (4, 4));
+    let (nine_odd, odd) = shapes([2, 3, 9, 9], (4, 4));
+    let (eight, divisible) = shapes([2, 16, 8, 8], (4, 4));
+    let (five, upsampled) = shapes([2, 16, 5, 5], (7, 7));
     let det = BackwardAlgorithm::Deterministic;
     assert_eq!(BackwardAlgorithm::default(), det);
     assert_eq!(
-        select_backward(det, &global, Layout::Nchw, DType::F32),
+        select_backward(det, &global, &input, Layout::Nchw, DType::F32),
         BackwardKernel::Broadcast
     );
     assert_eq!(
-        select_backward(det, &pooled, Layout::Nhwc, DType::F16),
+        select_backward(det, &pooled, &nine, Layout::Nhwc, DType::F16),
         BackwardKernel::GatherNhwcVector
     );
     assert_eq!(
-        select_backward(det, &odd, Layout::Nhwc, DType::F16),
+        select_backward(det, &odd, &nine_odd, Layout::Nhwc, DType::F16),
         BackwardKernel::Gather
     );
-    assert_eq!(
-        select_backward(det, &pooled, Layout::Nchw, DType::F64),
-        BackwardKernel::Gather
-    );
-    // The atomic algorithm: the scatter in NCHW; global pooling and channels-last take the
-    // deterministic kernels, as PyTorch runs no atomics there.
-    let atomic = BackwardAlgorithm::Atomic;
-    for out in [&pooled, &odd] {
+    for dtype in DType::ALL {
         assert_eq!(
-            select_backward(atomic, out, Layout::Nchw, DType::Bf16),
+            select_backward(det, &pooled, &nine, Layout::Nchw, dtype),
+            BackwardKernel::Gather
+        );
+    }
+    // The atomic algorithm: the scatter for f16 NCHW with overlapping downsampling windows
+    // (9 -> 4) only; the gather elsewhere: other dtypes, windows that do not overlap (8 -> 4)
+    // or upsampling (5 -> 7), channels-last; the broadcast for global pooling.
+    let atomic = BackwardAlgorithm::Atomic;
+    for (out, inp) in [(&pooled, &nine), (&odd, &nine_odd)] {
+        assert_eq!(
+            select_backward(atomic, out, inp, Layout::Nchw, DType::F16),
             BackwardKernel::AtomicScatter
+        );
+        for dtype in [DType::F32, DType::F64, DType::Bf16] {
+            assert_eq!(
+                select_backward(atomic, out, inp, Layout::Nchw, dtype),
+                BackwardKernel::Gather
+            );
+        }
+    }
+    for (out, inp) in [(&divisible, &eight), (&upsampled, &five)] {
+        assert_eq!(
+            select_backward(atomic, out, inp, Layout::Nchw, DType::F16),
+            BackwardKernel::Gather
         );
     }
     for layout in Layout::ALL {
         assert_eq!(
-            select_backward(atomic, &global, layout, DType::Bf16),
+            select_backward(atomic, &global, &input, layout, DType::F16),
             BackwardKernel::Broadcast
         );
     }
     assert_eq!(
-        select_backward(atomic, &pooled, Layout::Nhwc, DType::F16),
+        select_backward(atomic, &pooled, &nine, Layout::Nhwc, DType::F16),
         BackwardKernel::GatherNhwcVector
     );
     assert_eq!(
-        select_backward(atomic, &odd, Layout::Nhwc, DType::F16),
+        select_backward(atomic, &odd, &nine_odd, Layout::Nhwc, DType::F16),
         BackwardKernel::Gather
     );
 }

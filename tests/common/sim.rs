@@ -309,7 +309,7 @@ impl Sim {
             ),
             (k, index) => {
                 let k = k.unwrap_or_else(|| {
-                    plan::select_backward(algorithm, grad_output_shape, layout, dtype)
+                    plan::select_backward(algorithm, grad_output_shape, input_shape, layout, dtype)
                 });
                 let (out, inp) = (grad_output_shape, input_shape);
                 plan::backward_with_index(k, index, out, inp, layout, dtype, &device)

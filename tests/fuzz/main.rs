@@ -446,7 +446,7 @@ fn plan() {
         }
         for algorithm in [BackwardAlgorithm::Deterministic, BackwardAlgorithm::Atomic] {
             case.call("plan::select_backward", || format!("{algorithm:?}, {what}"));
-            let kernel = plan::select_backward(algorithm, &output, layout, dtype);
+            let kernel = plan::select_backward(algorithm, &output, &input, layout, dtype);
             case.call("plan::backward", || format!("{algorithm:?}, {what}"));
             let backward = plan::backward(&output, &input, layout, dtype, algorithm, &device);
             if validated {
