@@ -554,7 +554,7 @@ fn sweeps(cache: &mut Cache, gpu: &Gpu) -> Result<()> {
     use plan::ForwardKernel::*;
     let sms = u64::from(gpu.multiprocessors);
     println!("MODELLED on {}: nominal us per forward", gpu.full_name);
-    println!("WARPS_PER_MULTIPROCESSOR: NCHW global pooling, planes per SM -> GlobalWarp vs BlockPerCell");
+    println!("PLANES_PER_MULTIPROCESSOR: NCHW global pooling, planes per SM -> GlobalWarp vs BlockPerCell");
     for (hw, dtype) in [
         (7, DType::F32),
         (7, DType::F16),
