@@ -13,6 +13,24 @@
 #include "common.cuh"
 #include "gather_tables.cuh"
 
+// Stores the N values of a thread's run at grad_in[e..e + N): one 16-byte store where `vec`
+// (grad_in 16-byte aligned) and the run is whole, else element by element up to `total`.
+template <typename T, typename I>
+__device__ __forceinline__ void store_run(T* __restrict__ grad_in, I e, I total,
+                                          const typename Acc<T>::type* vals, bool vec) {
+    const int N = V16<T>::N;
+    if (vec && e + (I)N <= total) {
+        V16<T>::store(grad_in + e, vals);
+    } else {
+#pragma unroll
+        for (int j = 0; j < N; ++j) {
+            if (e + (I)j < total) {
+                grad_in[e + (I)j] = from_acc<T>(vals[j]);
+            }
+        }
+    }
+}
+
 // Sum of grad / area over the cells covering input row `ih` and column `iw` of one plane,
 // whose grad_output element (oy, ox) is at `g[oy * row_stride + ox * col_stride]`.
 template <typename T, typename I>
@@ -101,16 +119,7 @@ __device__ __forceinline__ void gather_nchw_tables(const GatherTables& t,
                 vals[j] = value;
             }
         }
-        if (vec && e + (I)N <= total) {
-            V16<T>::store(grad_in + e, vals);
-        } else {
-#pragma unroll
-            for (int j = 0; j < N; ++j) {
-                if (e + (I)j < total) {
-                    grad_in[e + (I)j] = from_acc<T>(vals[j]);
-                }
-            }
-        }
+        store_run(grad_in, e, total, vals, vec);
         advance3(pos, by, in_h, in_w);
     }
 }
@@ -215,16 +224,7 @@ __device__ __forceinline__ void backward_broadcast_nchw(const T* __restrict__ gr
         for (int j = 0; j < N; ++j) {
             vals[j] = (I)j < left ? first : second;
         }
-        if (vec && e + (I)N <= total) {
-            V16<T>::store(grad_in + e, vals);
-        } else {
-#pragma unroll
-            for (int j = 0; j < N; ++j) {
-                if (e + (I)j < total) {
-                    grad_in[e + (I)j] = from_acc<T>(vals[j]);
-                }
-            }
-        }
+        store_run(grad_in, e, total, vals, vec);
     }
 }
 

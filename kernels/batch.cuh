@@ -101,18 +101,6 @@ __device__ __forceinline__ void unpack16(uint4 r, double* a) {
     a[0] = __hiloint2double((int)r.y, (int)r.x);
     a[1] = __hiloint2double((int)r.w, (int)r.z);
 }
-template <typename H>
-__device__ __forceinline__ void unpack16_half(uint4 r, float* a) {
-    const unsigned int w[4] = {r.x, r.y, r.z, r.w};
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-        H lo, hi;
-        lo.bits = (unsigned short)(w[k] & 0xffffu);
-        hi.bits = (unsigned short)(w[k] >> 16);
-        a[2 * k] = to_acc(lo);
-        a[2 * k + 1] = to_acc(hi);
-    }
-}
 template <typename T>
 __device__ __forceinline__ void unpack16(uint4 r, typename Acc<T>::type* a);
 template <> __device__ __forceinline__ void unpack16<float>(uint4 r, float* a) {

@@ -211,20 +211,26 @@ template <> struct V16<double> {
     }
 };
 
-// f16 and bf16: eight 16-bit values in four 32-bit words, low half first (little-endian).
+// Widens the eight f16 or bf16 values of a 16-byte word (four 32-bit words, low half first:
+// little-endian) to f32.
+template <typename H>
+__device__ __forceinline__ void unpack16_half(uint4 r, float* a) {
+    const unsigned int w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        H lo, hi;
+        lo.bits = (unsigned short)(w[k] & 0xffffu);
+        hi.bits = (unsigned short)(w[k] >> 16);
+        a[2 * k] = to_acc(lo);
+        a[2 * k + 1] = to_acc(hi);
+    }
+}
+
+// f16 and bf16: eight 16-bit values per 16 bytes (unpack16_half's order).
 template <typename H> struct V16Half {
     static const int N = 8;
     __device__ static __forceinline__ void load(const H* p, float* a) {
-        const uint4 v = *reinterpret_cast<const uint4*>(p);
-        const unsigned int w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-            H lo, hi;
-            lo.bits = (unsigned short)(w[k] & 0xffffu);
-            hi.bits = (unsigned short)(w[k] >> 16);
-            a[2 * k] = to_acc(lo);
-            a[2 * k + 1] = to_acc(hi);
-        }
+        unpack16_half<H>(*reinterpret_cast<const uint4*>(p), a);
     }
     __device__ static __forceinline__ void store(H* p, const float* a) {
         unsigned int w[4];

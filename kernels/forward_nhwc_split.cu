@@ -50,14 +50,11 @@ template <> struct Widen16<double> {
 };
 template <typename H> struct Widen16Half {
     __device__ static __forceinline__ void add(const uint4& r, float* acc) {
-        const unsigned int w[4] = {r.x, r.y, r.z, r.w};
+        float v[8];
+        unpack16_half<H>(r, v);
 #pragma unroll
-        for (int k = 0; k < 4; ++k) {
-            H lo, hi;
-            lo.bits = (unsigned short)(w[k] & 0xffffu);
-            hi.bits = (unsigned short)(w[k] >> 16);
-            acc[2 * k] += to_acc(lo);
-            acc[2 * k + 1] += to_acc(hi);
+        for (int k = 0; k < 8; ++k) {
+            acc[k] += v[k];
         }
     }
 };
