@@ -86,6 +86,10 @@ pub fn edge_cases() -> Vec<Case> {
             // 16-byte phase, so the warp kernel's scalar head and tail vary) and of 1x1 planes.
             Case::new(&[3, 5, 3, 5], 1, layout),
             Case::new(&[4, 1, 1], 1, layout),
+            // An extent past the 1024 entries of the gathers' shared tables
+            // (`kernels/gather_tables.cuh`): their dividing fallback, the 16-byte NHWC gather's
+            // included (8 channels).
+            Case::new(&[1, 8, 1030, 2], (3, 2), layout),
         ]);
     }
     cases
