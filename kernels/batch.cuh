@@ -18,6 +18,13 @@ __device__ __forceinline__ void after_loads(double (&v)[8]) {
     asm volatile("" : "+d"(v[0]), "+d"(v[1]), "+d"(v[2]), "+d"(v[3]), "+d"(v[4]), "+d"(v[5]),
                       "+d"(v[6]), "+d"(v[7]));
 }
+__device__ __forceinline__ void after_loads(unsigned int (&v)[8]) {
+    asm volatile("" : "+r"(v[0]), "+r"(v[1]), "+r"(v[2]), "+r"(v[3]), "+r"(v[4]), "+r"(v[5]),
+                      "+r"(v[6]), "+r"(v[7]));
+}
+__device__ __forceinline__ void after_loads(unsigned int (&v)[4]) {
+    asm volatile("" : "+r"(v[0]), "+r"(v[1]), "+r"(v[2]), "+r"(v[3]));
+}
 
 // Storage values as the operands after_loads takes: f32 and f64 as they are, f16 and bf16 as
 // their bits (so that their conversions also come after every load).
@@ -39,7 +46,6 @@ template <> __device__ __forceinline__ bf16_raw of_raw<bf16_raw>(unsigned short 
     r.bits = v;
     return r;
 }
-
 
 // The elements p[h * in_w + w] for rows h = h_first, h_first + h_step, ... below h1 and, in
 // each row, columns w = w_first, w_first + w_step, ... below w1, summed in that (row-major)
@@ -84,11 +90,6 @@ __device__ __forceinline__ typename Acc<T>::type sum_window(const T* p, I in_w, 
     return sum;
 }
 
-__device__ __forceinline__ void after_loads(unsigned int (&v)[8]) {
-    asm volatile("" : "+r"(v[0]), "+r"(v[1]), "+r"(v[2]), "+r"(v[3]), "+r"(v[4]), "+r"(v[5]),
-                      "+r"(v[6]), "+r"(v[7]));
-}
-
 // The V16<T>::N values of a 16-byte vector already in registers, in the accumulator type, in
 // memory order (V16<T>::load without the load).
 __device__ __forceinline__ void unpack16(uint4 r, float* a) {
@@ -114,10 +115,6 @@ template <> __device__ __forceinline__ void unpack16<f16_raw>(uint4 r, float* a)
 }
 template <> __device__ __forceinline__ void unpack16<bf16_raw>(uint4 r, float* a) {
     unpack16_half<bf16_raw>(r, a);
-}
-
-__device__ __forceinline__ void after_loads(unsigned int (&v)[4]) {
-    asm volatile("" : "+r"(v[0]), "+r"(v[1]), "+r"(v[2]), "+r"(v[3]));
 }
 
 // sum + row[w0] + row[w0 + 1] + ... + row[w1 - 1], added in that order: scalar loads up to the

@@ -17,6 +17,7 @@
 // loads where both buffers are 16-byte aligned, else scalar loads of the same elements; needs
 // C a multiple of W) and forward_nhwc_split1 (W = 1, any C).
 #include "common.cuh"
+#include "batch.cuh"
 
 // Pixels a thread loads before it adds them.
 #define AP_SPLIT_BATCH 4
@@ -32,35 +33,8 @@ __device__ __forceinline__ u64 global_address(const void* p) {
 // `load4` issues its four pixels' loads in one asm statement, so all four are in flight before
 // the first add: the compiler would otherwise place each add right after its load.
 
-// Vector pixels: one 16-byte load each (the address must be 16-byte aligned).
-template <typename T> struct Widen16;
-template <> struct Widen16<float> {
-    __device__ static __forceinline__ void add(const uint4& r, float* acc) {
-        acc[0] += __uint_as_float(r.x);
-        acc[1] += __uint_as_float(r.y);
-        acc[2] += __uint_as_float(r.z);
-        acc[3] += __uint_as_float(r.w);
-    }
-};
-template <> struct Widen16<double> {
-    __device__ static __forceinline__ void add(const uint4& r, double* acc) {
-        acc[0] += __longlong_as_double((i64)(((u64)r.y << 32) | (u64)r.x));
-        acc[1] += __longlong_as_double((i64)(((u64)r.w << 32) | (u64)r.z));
-    }
-};
-template <typename H> struct Widen16Half {
-    __device__ static __forceinline__ void add(const uint4& r, float* acc) {
-        float v[8];
-        unpack16_half<H>(r, v);
-#pragma unroll
-        for (int k = 0; k < 8; ++k) {
-            acc[k] += v[k];
-        }
-    }
-};
-template <> struct Widen16<f16_raw> : Widen16Half<f16_raw> {};
-template <> struct Widen16<bf16_raw> : Widen16Half<bf16_raw> {};
-
+// Vector pixels: one 16-byte load each (the address must be 16-byte aligned), widened by
+// batch.cuh's unpack16.
 template <typename T>
 struct VectorPixels {
     uint4 v[AP_SPLIT_BATCH];
@@ -77,7 +51,12 @@ struct VectorPixels {
             : "l"(a[0]), "l"(a[1]), "l"(a[2]), "l"(a[3]));
     }
     __device__ __forceinline__ void add_to(int b, typename Acc<T>::type* acc) const {
-        Widen16<T>::add(v[b], acc);
+        typename Acc<T>::type vals[V16<T>::N];
+        unpack16<T>(v[b], vals);
+#pragma unroll
+        for (int j = 0; j < V16<T>::N; ++j) {
+            acc[j] += vals[j];
+        }
     }
 };
 

@@ -4,6 +4,7 @@
 // scalar accesses of the same elements, so results never depend on alignment. Each channel is
 // summed in the same order as in the scalar kernels (forward.cu, backward_gather.cu).
 #include "common.cuh"
+#include "gather_tables.cuh"
 
 // Loads the N channels at q into vals, vectorised or not.
 template <typename T>
@@ -74,7 +75,6 @@ __device__ __forceinline__ void forward_nhwc_vec(const T* __restrict__ in, T* __
     }
 }
 
-#include "gather_tables.cuh"
 
 // Deterministic backward (gather): one thread per (n, ih, iw, group of N channels). Where the
 // window tables (gather_tables.cuh) hold the extents, the covering ranges and window lengths
