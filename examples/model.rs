@@ -20,7 +20,7 @@ use adaptive_pool::{ptx, BackwardAlgorithm, DType, Layout, Shape};
 use gpumodel::gpu::{self, Gpu};
 use gpumodel::model::{memset_time, Bound};
 use gpumodel::pytorch::{self, Elem, PtModule};
-use gpumodel::sim::{estimate, profile, Launch, Sampling};
+use gpumodel::sim::{block_scale, estimate, profile, Launch, Sampling, Scale};
 use ptxsim::{Memory, Module, ParamValue};
 
 /// Elements per tensor of the reduced problem that is simulated (see `reduced`);
@@ -181,6 +181,7 @@ fn model_launch(
     mem: &mut Memory,
     real_blocks: u64,
     work_ratio: f64,
+    written_once: Option<(u64, u64)>,
 ) -> Result<()> {
     let (grid, block, shared, params) = sim;
     let launch = Launch {
@@ -197,10 +198,8 @@ fn model_launch(
         max_blocks: 256,
     };
     let p = profile(&launch, mem, sampling)?;
-    let sim_blocks = grid.iter().map(|&g| u64::from(g)).product::<u64>();
-    // A real block does (real work / real blocks) / (simulated work / simulated blocks) times a
-    // simulated block's work.
-    let scale = work_ratio * sim_blocks as f64 / real_blocks.max(1) as f64;
+    let scale = block_scale(&p, real_blocks, work_ratio, written_once)
+        .map_err(|e| format!("{kernel}: {e}"))?;
     let e = estimate(&p, gpu, registers, real_blocks, scale)?;
     for i in 0..3 {
         pass.us[i] += e.times[i].us;
@@ -382,6 +381,9 @@ fn ours_variant(
     let mut mem = Memory::new();
     let src = fill(&mut mem, src_n as u64 * size)?;
     let dst = fill(&mut mem, dst_n as u64 * size)?;
+    // A plan of one launch and no fill writes each destination element once with plain
+    // stores (the planner's contract; an accumulating plan zero-fills first).
+    let written_once = (real.steps.len() == 1).then_some((dst, dst_n as u64 * size));
     let mut t = PassTime::default();
     let reduced_launches = launches(&red);
     let mut next_launch = reduced_launches.iter();
@@ -416,6 +418,7 @@ fn ours_variant(
                     &mut mem,
                     real_blocks,
                     work_ratio,
+                    written_once,
                 )?;
             }
         }
@@ -455,6 +458,10 @@ fn torch(
     let mut mem = Memory::new();
     let src = fill(&mut mem, src_n * e.size())?;
     let dst = fill(&mut mem, dst_n * e.size())?;
+    // A single launch with no fill before it (no zeroed destination to accumulate into, no
+    // semaphores of a reduction split across blocks) writes each destination element once with
+    // plain stores.
+    let written_once = (real.len() == 1).then_some((dst, dst_n * e.size()));
     let mut t = PassTime::default();
     for (rs, ss) in real.iter().zip(&red) {
         match (rs, ss) {
@@ -501,6 +508,7 @@ fn torch(
                     &mut mem,
                     real_blocks,
                     work_ratio,
+                    written_once,
                 )?;
             }
             _ => return Err("PyTorch's reduced and real problems take different steps".into()),
@@ -540,7 +548,7 @@ fn copy_row(gpu: &Gpu) -> Result<(f64, f64)> {
             max_blocks: 64,
         },
     )?;
-    let e = estimate(&p, gpu, 16, grid, 1.0)?;
+    let e = estimate(&p, gpu, 16, grid, Scale::uniform(1.0))?;
     let us = e.times[1].us;
     Ok((
         us,

@@ -9,9 +9,11 @@
 //! those of the real problem), and [`profile`] simulates only the first blocks of that reduced
 //! launch, one after another, until an instruction budget is spent. Per-block figures are the
 //! sampled blocks' averages times `scale`, the ratio of a real block's work to a simulated
-//! block's: `(planes / planes') x (grid' / grid)`, 1 where the grid grows with the problem (a
-//! block per plane) and larger where the real grid is capped and blocks loop (grid-stride).
-//! The error this leaves is stated in BENCHMARKS.md.
+//! block's ([`block_scale`]): `(planes / planes') x (grid' / grid)`, 1 where the grid grows
+//! with the problem (a block per plane) and larger where the real grid is capped and blocks
+//! loop (grid-stride); for the DRAM and L2 bytes of a launch that writes each destination
+//! element once, a real block's average share of the destination over the bytes a sampled
+//! block stored there. The error this leaves is stated in BENCHMARKS.md.
 
 use ptxsim::{BlockOrder, LaunchConfig, LaunchOptions, Memory, Module, ParamValue};
 
@@ -122,6 +124,84 @@ pub fn profile(launch: &Launch, mem: &mut Memory, sampling: Sampling) -> Result<
     })
 }
 
+/// Bytes the sampled blocks of `p` wrote with plain global stores into `[lo, hi)` (a request
+/// counts when one of its lines overlaps the range).
+pub fn stored_bytes(p: &Profile, lo: u64, hi: u64) -> u64 {
+    use ptxsim::trace::{AccessKind, MemSpace};
+    let line = crate::cache::LINE;
+    p.blocks
+        .iter()
+        .flat_map(|b| &b.requests)
+        .filter(|r| r.kind == AccessKind::Store && r.space == MemSpace::Global)
+        .filter(|r| {
+            r.lines
+                .iter()
+                .any(|&(l, _)| l * line < hi && (l + 1) * line > lo)
+        })
+        .map(|r| r.bytes)
+        .sum()
+}
+
+/// How a sampled block stands for a block of the real launch, as multiples of the sampled
+/// blocks' average (see [`block_scale`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scale {
+    /// For a block's issue cycles and its dependent-latency path: the work of the real blocks
+    /// the sampled ones stand for. Per-SM issue and the slowest block's path set a wave's time,
+    /// so this follows the first (sampled) blocks, which carry the largest shares.
+    pub work: f64,
+    /// For a block's DRAM and L2 bytes: the real launch's total over its blocks. Those bandwidths
+    /// are shared by the whole device, so a wave's bytes are what its blocks move together.
+    pub traffic: f64,
+}
+
+impl Scale {
+    /// The same factor for work and traffic.
+    pub fn uniform(factor: f64) -> Scale {
+        Scale {
+            work: factor,
+            traffic: factor,
+        }
+    }
+}
+
+/// The [`Scale`] of [`estimate`] for a real launch of `real_blocks` blocks on a problem
+/// `work_ratio` times the simulated one.
+///
+/// Work (both fields without `written_once`): the simulated launch's work taken as evenly
+/// shared by its blocks, `work_ratio x simulated blocks / real_blocks`. Where a capped grid
+/// divides work in ceiling shares the first blocks (the sampled ones) take full shares and the
+/// last ones less or nothing: right for the busiest SM and the slowest block, an overstatement
+/// of the launch's total bytes (about 1% on the table's global pooling rows, 10% on A100
+/// `vgg_head_7` f64 forward, whose grid-stride loop runs once more in the first blocks).
+///
+/// Traffic with `written_once: Some((address, bytes))`, where the simulated launch writes each
+/// element of its destination (`bytes` at `address`) exactly once with plain stores: its blocks'
+/// bytes are in proportion to the destination bytes they write, so the sampled blocks' share is
+/// what they stored there, and a real block's average is `work_ratio x bytes / real_blocks`.
+/// Sampled blocks that stored nothing there are an error: the caller's claim was wrong.
+pub fn block_scale(
+    p: &Profile,
+    real_blocks: u64,
+    work_ratio: f64,
+    written_once: Option<(u64, u64)>,
+) -> Result<Scale, String> {
+    let real_blocks = real_blocks.max(1) as f64;
+    let work = work_ratio * p.grid_blocks as f64 / real_blocks;
+    let Some((address, bytes)) = written_once else {
+        return Ok(Scale::uniform(work));
+    };
+    let stored = stored_bytes(p, address, address + bytes);
+    if stored == 0 {
+        return Err("the sampled blocks stored nothing into the destination".into());
+    }
+    let sampled = stored as f64 / p.blocks.len().max(1) as f64;
+    Ok(Scale {
+        work,
+        traffic: work_ratio * bytes as f64 / real_blocks / sampled,
+    })
+}
+
 /// The modelled result of one launch.
 #[derive(Clone, Debug)]
 pub struct Estimate {
@@ -138,13 +218,13 @@ pub struct Estimate {
 }
 
 /// Models the real launch of `real_grid_blocks` blocks whose blocks each do `scale` times the
-/// work of a sampled one, with `registers` registers per thread.
+/// work and traffic of a sampled one, with `registers` registers per thread.
 pub fn estimate(
     p: &Profile,
     gpu: &Gpu,
     registers: u32,
     real_grid_blocks: u64,
-    scale: f64,
+    scale: Scale,
 ) -> Result<Estimate, String> {
     let occupancy = gpu.blocks_per_sm(p.threads, registers, p.shared_bytes);
     if occupancy == 0 {
@@ -170,10 +250,10 @@ pub fn estimate(
         }
         let l1 = replay.l1_wavefronts / gpu.l1_wavefronts_per_clock;
         let c = BlockCosts {
-            issue_cycles: schedulers.max(pipes).max(l1) / k * scale,
-            critical_path: issue.critical_path / k * scale,
-            dram_bytes: (replay.dram_read + replay.dram_write) / k * scale,
-            l2_bytes: replay.l2_sectors * crate::cache::SECTOR as f64 / k * scale,
+            issue_cycles: schedulers.max(pipes).max(l1) / k * scale.work,
+            critical_path: issue.critical_path / k * scale.work,
+            dram_bytes: (replay.dram_read + replay.dram_write) / k * scale.traffic,
+            l2_bytes: replay.l2_sectors * crate::cache::SECTOR as f64 / k * scale.traffic,
         };
         times.push(model::launch_time(gpu, s, &c, real_grid_blocks, occupancy));
         if s == Scenario::Nominal {

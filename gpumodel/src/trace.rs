@@ -38,6 +38,8 @@ pub struct Request {
     pub lanes: u32,
     /// Bytes each lane accessed (the largest).
     pub lane_bytes: u32,
+    /// Bytes accessed by all its lanes together.
+    pub bytes: u64,
     /// Shared memory: 4-byte words touched (used to count bank conflicts, then cleared).
     words: Vec<u32>,
     /// Shared memory: passes through the banks (1 without conflicts).
@@ -193,6 +195,7 @@ impl Observer for Tracer {
                 lines: Vec::new(),
                 lanes: 0,
                 lane_bytes: 0,
+                bytes: 0,
                 words: Vec::new(),
                 shared_passes: 0,
             });
@@ -200,6 +203,7 @@ impl Observer for Tracer {
         let r = &mut self.block.requests[inst.request as usize];
         r.lanes += 1;
         r.lane_bytes = r.lane_bytes.max(e.bytes);
+        r.bytes += u64::from(e.bytes);
         let bytes = u64::from(e.bytes.max(1));
         match e.space {
             MemSpace::Shared => {

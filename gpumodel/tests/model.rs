@@ -4,7 +4,7 @@
 
 use gpumodel::gpu::{a100, h100, Scenario};
 use gpumodel::model::Bound;
-use gpumodel::sim::{estimate, profile, Launch, Sampling};
+use gpumodel::sim::{estimate, profile, Launch, Sampling, Scale};
 use ptxsim::{Memory, Module, ParamValue};
 
 /// Loads `src[lane * stride]` (f32) for 32 lanes per warp, `stride` in elements, and stores it
@@ -102,7 +102,10 @@ fn copy(bytes: u64, gpu: &gpumodel::gpu::Gpu) -> (gpumodel::sim::Estimate, u64) 
     };
     let p = profile(&launch, &mut mem, sampling).unwrap();
     let regs = 16; // a copy needs few registers; occupancy is limited by threads either way
-    (estimate(&p, gpu, regs, grid, 1.0).unwrap(), grid)
+    (
+        estimate(&p, gpu, regs, grid, Scale::uniform(1.0)).unwrap(),
+        grid,
+    )
 }
 
 #[test]
@@ -187,4 +190,103 @@ fn a_partial_wave_moves_only_its_own_blocks_bytes() {
         (ratio - 216.0 / 128.0).abs() < 1e-9,
         "216 vs 128 blocks: {ratio}"
     );
+}
+
+/// Copies `n` f32 elements, block `b` taking elements `[b * share, (b + 1) * share)` (one per
+/// thread, blocks of `share` threads): a ceiling split, where the last blocks have less or
+/// nothing to do.
+const CEIL_SPLIT: &str = r#"
+.version 9.0
+.target sm_80
+.address_size 64
+.visible .entry ceil_split(.param .u64 src, .param .u64 dst, .param .u32 n, .param .u32 share)
+{
+    .reg .pred %p<2>;
+    .reg .b32 %r<6>;
+    .reg .f32 %f<2>;
+    .reg .b64 %rd<8>;
+    ld.param.u64 %rd1, [src];
+    ld.param.u64 %rd2, [dst];
+    ld.param.u32 %r1, [n];
+    ld.param.u32 %r2, [share];
+    mov.u32 %r3, %ctaid.x;
+    mov.u32 %r4, %tid.x;
+    mad.lo.s32 %r5, %r3, %r2, %r4;
+    setp.ge.u32 %p1, %r5, %r1;
+    @%p1 bra DONE;
+    cvta.to.global.u64 %rd3, %rd1;
+    cvta.to.global.u64 %rd4, %rd2;
+    mul.wide.u32 %rd5, %r5, 4;
+    add.s64 %rd6, %rd3, %rd5;
+    ld.global.f32 %f1, [%rd6];
+    add.s64 %rd7, %rd4, %rd5;
+    st.global.f32 [%rd7], %f1;
+DONE:
+    ret;
+}
+"#;
+
+/// 2,000 elements over 64 blocks of 32: blocks 0 to 61 copy 32 elements, block 62 copies 16 and
+/// block 63 none. The 16 sampled blocks (the first) each copy 32, more than the average of
+/// 31.25: scaling their bytes as an even share of the launch overstates its DRAM bytes by 2.4%;
+/// scaling them by the destination bytes they stored gives exactly the compulsory 2,000 x 8
+/// bytes. A block's work (issue, dependent-latency path) stays that of the full shares the
+/// sampled blocks carry, as the slowest blocks of the real launch do.
+#[test]
+fn sampled_blocks_are_scaled_by_the_destination_bytes_they_wrote() {
+    use gpumodel::sim::{block_scale, stored_bytes};
+    let gpu = h100();
+    let module = Module::parse(CEIL_SPLIT).unwrap();
+    let (n, share, grid) = (2000u32, 32u32, 64u32);
+    let bytes = u64::from(n) * 4;
+    let mut mem = Memory::new();
+    let src = mem.alloc(bytes as usize);
+    let dst = mem.alloc(bytes as usize);
+    // Never all zeros.
+    mem.write(src, &vec![0x3c; bytes as usize]).unwrap();
+    let launch = Launch {
+        module: &module,
+        kernel: "ceil_split".into(),
+        arch: gpu.compute_capability,
+        grid: [grid, 1, 1],
+        block: [share, 1, 1],
+        dynamic_shared: 0,
+        params: vec![
+            ParamValue::U64(src),
+            ParamValue::U64(dst),
+            ParamValue::U32(n),
+            ParamValue::U32(share),
+        ],
+    };
+    let sampling = Sampling {
+        budget: 1 << 40,
+        max_blocks: 16,
+    };
+    let p = profile(&launch, &mut mem, sampling).unwrap();
+    assert_eq!(p.blocks.len(), 16);
+    assert_eq!(stored_bytes(&p, dst, dst + bytes), 16 * 32 * 4);
+    // Nothing was stored into the source.
+    assert_eq!(stored_bytes(&p, src, src + bytes), 0);
+    let regs = 16;
+    let even = block_scale(&p, u64::from(grid), 1.0, None).unwrap();
+    assert_eq!(even, Scale::uniform(1.0));
+    let e_even = estimate(&p, &gpu, regs, u64::from(grid), even).unwrap();
+    assert_eq!(e_even.dram_bytes, 64.0 * 32.0 * 8.0);
+    let written = block_scale(&p, u64::from(grid), 1.0, Some((dst, bytes))).unwrap();
+    assert_eq!(written.work, 1.0);
+    let e = estimate(&p, &gpu, regs, u64::from(grid), written).unwrap();
+    assert!(
+        (e.dram_bytes - 2.0 * bytes as f64).abs() < 1e-6,
+        "{} DRAM bytes, expected {}",
+        e.dram_bytes,
+        2 * bytes
+    );
+    assert_eq!(e.block.critical_path, e_even.block.critical_path);
+    assert_eq!(e.block.issue_cycles, e_even.block.issue_cycles);
+    // The real launch of a problem 10 times larger, in 10 times as many blocks, is modelled
+    // with the same per-block figures.
+    let ten = block_scale(&p, 10 * u64::from(grid), 10.0, Some((dst, bytes))).unwrap();
+    assert!((ten.traffic - written.traffic).abs() < 1e-12 && ten.work == written.work);
+    // A claim that the launch writes a buffer it never stores to is refused.
+    assert!(block_scale(&p, u64::from(grid), 1.0, Some((src, bytes))).is_err());
 }
