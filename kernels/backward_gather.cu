@@ -228,9 +228,22 @@ __device__ __forceinline__ void backward_broadcast_nchw(const T* __restrict__ gr
     }
 }
 
-// NHWC with C a multiple of the vector width and 16-byte aligned buffers: a thread per 16 bytes
-// of grad_input, a warp's stores consecutive (block runs, gather_tables.cuh). Otherwise, and
-// with a thread per element (as for the NCHW kernel), the per-element loop.
+// Most pixels per run of the channels-last broadcast below (src/plan.rs `BROADCAST_RUN` matches).
+#define AP_BROADCAST_RUN 8
+
+// NHWC with C a multiple of the vector width and 16-byte aligned buffers. With fewer than two
+// 16-byte words of grad_input per thread, a thread per word (block runs, gather_tables.cuh),
+// loading its gradient: the shortest dependent chain, which is what a launch that small waits
+// for. With more, a column is 16 bytes of one image's channels; a warp takes 32 consecutive
+// columns (a group) and a run of the image's pixels, loads and scales the columns' gradients
+// once, and stores each lane's packed word at every pixel of the run: one contiguous stretch
+// per pixel, a load per run instead of per pixel. Runs are words / threads pixels long, at most
+// AP_BROADCAST_RUN, and split H * W evenly. Warp unit w is (group w / runs, run w % runs), so a
+// block's warps take consecutive runs of the same columns and their loads meet in L1: each
+// gradient comes from L2 or DRAM about once, whatever the caches hold between pixels (a word
+// per thread reads an image's gradient row once per pixel). Otherwise, and with a thread per
+// element (as for the NCHW kernel), the per-element loop. Every element is grad * (1 / (H * W))
+// rounded once to T: the values of the loop.
 template <typename T, typename I>
 __device__ __forceinline__ void backward_broadcast_nhwc(const T* __restrict__ grad_out,
                                                         T* __restrict__ grad_in, I batch,
@@ -239,23 +252,66 @@ __device__ __forceinline__ void backward_broadcast_nhwc(const T* __restrict__ gr
     const int N = V16<T>::N;
     const I hw = in_h * in_w;
     const I total = batch * channels * hw;
-    if (channels % (I)N != 0 || !aligned16(grad_out, grad_in) ||
-        (u64)blockDim.x * (u64)gridDim.x >= (u64)total) {
+    const u64 threads = (u64)blockDim.x * (u64)gridDim.x;
+    if (channels % (I)N != 0 || !aligned16(grad_out, grad_in) || threads >= (u64)total) {
         broadcast(grad_out, grad_in, batch, channels, in_h, in_w, true);
         return;
     }
+    const I words = total / (I)N;
+    if ((u64)words < 2 * threads) {
+        const A scale = reciprocal_area<T>((u64)hw);
+        const I image = hw * channels;
+        const BlockRun<I> run = block_run(words, true);
+        for (I v = run.begin + (I)threadIdx.x; v < run.end; v += (I)blockDim.x) {
+            const I e = v * (I)N;
+            A vals[V16<T>::N];
+            V16<T>::load(grad_out + (e / image) * channels + e % channels, vals);
+#pragma unroll
+            for (int j = 0; j < N; ++j) {
+                vals[j] = vals[j] * scale;
+            }
+            V16<T>::store(grad_in + e, vals);
+        }
+        return;
+    }
     const A scale = reciprocal_area<T>((u64)hw);
-    const I image = hw * channels;
-    const BlockRun<I> run = block_run(total / (I)N, true);
-    for (I v = run.begin + (I)threadIdx.x; v < run.end; v += (I)blockDim.x) {
-        const I e = v * (I)N;
+    const I vectors = channels / (I)N;  // words per pixel
+    const I columns = batch * vectors;
+    const I groups = (columns + 31) / 32;
+    // Fewer threads than elements (checked above), so this fits I.
+    const I per_thread = words / (I)threads;
+    const I run_length = per_thread < AP_BROADCAST_RUN ? per_thread : AP_BROADCAST_RUN;
+    const I runs = (hw + run_length - 1) / run_length;
+    const I base = hw / runs;
+    const I longer = hw % runs;  // runs [0, longer) take one pixel more
+    const I units = groups * runs;
+    const I lane = (I)threadIdx.x % 32;
+    const I warps = (I)threads / 32;
+    for (I w = ((I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x) / 32; w < units; w += warps) {
+        const I group = w / runs;
+        const I run = w - group * runs;
+        const I column = group * 32 + lane;
+        if (column >= columns) {
+            continue;
+        }
+        const I n = column / vectors;
+        const I c = (column - n * vectors) * (I)N;
         A vals[V16<T>::N];
-        V16<T>::load(grad_out + (e / image) * channels + e % channels, vals);
+        V16<T>::load(grad_out + n * channels + c, vals);
 #pragma unroll
         for (int j = 0; j < N; ++j) {
             vals[j] = vals[j] * scale;
         }
-        V16<T>::store(grad_in + e, vals);
+        const uint4 word = V16<T>::pack(vals);
+        const I first = run * base + (run < longer ? run : longer);
+        const I count = base + (run < longer ? (I)1 : (I)0);
+        uint4* dst = reinterpret_cast<uint4*>(grad_in + (n * hw + first) * channels + c);
+        // Not unrolled: the stores are independent either way, and the registers an unrolled
+        // loop takes would cost the small launches occupancy.
+#pragma unroll 1
+        for (I k = 0; k < count; ++k, dst += vectors) {
+            *dst = word;
+        }
     }
 }
 

@@ -196,6 +196,11 @@ template <> struct V16<float> {
         v.x = a[0]; v.y = a[1]; v.z = a[2]; v.w = a[3];
         *reinterpret_cast<float4*>(p) = v;
     }
+    // The 16 bytes `store` writes, as a word (to store it more than once).
+    __device__ static __forceinline__ uint4 pack(const float* a) {
+        return make_uint4(__float_as_uint(a[0]), __float_as_uint(a[1]), __float_as_uint(a[2]),
+                          __float_as_uint(a[3]));
+    }
 };
 
 template <> struct V16<double> {
@@ -208,6 +213,10 @@ template <> struct V16<double> {
         double2 v;
         v.x = a[0]; v.y = a[1];
         *reinterpret_cast<double2*>(p) = v;
+    }
+    __device__ static __forceinline__ uint4 pack(const double* a) {
+        return make_uint4((unsigned int)__double2loint(a[0]), (unsigned int)__double2hiint(a[0]),
+                          (unsigned int)__double2loint(a[1]), (unsigned int)__double2hiint(a[1]));
     }
 };
 
@@ -232,7 +241,7 @@ template <typename H> struct V16Half {
     __device__ static __forceinline__ void load(const H* p, float* a) {
         unpack16_half<H>(*reinterpret_cast<const uint4*>(p), a);
     }
-    __device__ static __forceinline__ void store(H* p, const float* a) {
+    __device__ static __forceinline__ uint4 pack(const float* a) {
         unsigned int w[4];
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
@@ -240,9 +249,10 @@ template <typename H> struct V16Half {
             const unsigned int hi = from_acc<H>(a[2 * k + 1]).bits;
             w[k] = lo | (hi << 16);
         }
-        uint4 v;
-        v.x = w[0]; v.y = w[1]; v.z = w[2]; v.w = w[3];
-        *reinterpret_cast<uint4*>(p) = v;
+        return make_uint4(w[0], w[1], w[2], w[3]);
+    }
+    __device__ static __forceinline__ void store(H* p, const float* a) {
+        *reinterpret_cast<uint4*>(p) = pack(a);
     }
 };
 template <> struct V16<f16_raw> : V16Half<f16_raw> {};

@@ -811,11 +811,20 @@ fn scatter_items(grad_output: &Shape, grad_input: &Shape, layout: Layout, dtype:
         .saturating_mul(rows)
 }
 
+/// Most pixels per run of the channels-last [`BackwardKernel::Broadcast`] (`AP_BROADCAST_RUN`
+/// in `kernels/backward_gather.cu`): with at least two 16-byte words of grad_input per thread, a
+/// warp loads 32 columns of 16 bytes of an image's gradient once and stores them at a run of
+/// `min(words / threads, 8)` pixels (the runs split H x W evenly); with fewer, a thread per
+/// word.
+pub const BROADCAST_RUN: usize = 8;
+
 /// Threads of the broadcast kernels (`kernels/backward_gather.cu`): a thread per element where
 /// the device holds them all at once (the per-element path has the shortest dependent chain,
 /// which is what a launch that small waits for), else a thread per 16 bytes of grad_input in
-/// a whole number of blocks per multiprocessor: the kernels split the work into equal runs per
-/// block, so every multiprocessor gets the same work.
+/// a whole number of blocks per multiprocessor, up to the resident blocks: the NCHW kernel
+/// splits the work into equal runs per block, so every multiprocessor gets the same work; the
+/// NHWC kernel's warps loop over (32 columns, a run of up to [`BROADCAST_RUN`] pixels) units
+/// where each thread has at least two words to store.
 fn broadcast_items(numel: usize, dtype: DType, device: &DeviceLimits) -> usize {
     let block = THREADS_PER_BLOCK as usize;
     let sms = device.multiprocessors.max(1) as usize;

@@ -225,6 +225,10 @@ struct LargeCase {
     /// Consecutive destination elements per item of the backward's vector paths (1: the
     /// kernel's own rule in `writes`).
     per_item: usize,
+    /// Multiprocessors of the device the plan is made for.
+    sms: u32,
+    /// The NHWC broadcast's pixel runs per image on its run path (0 otherwise).
+    runs: usize,
 }
 
 impl LargeCase {
@@ -237,6 +241,27 @@ impl LargeCase {
             return (i * self.per_item..end).collect();
         }
         match (self.forward, self.backward) {
+            (_, Some(BackwardKernel::Broadcast)) if self.runs > 0 => {
+                // `backward_broadcast_nhwc`'s run path: warp unit i is (group i / runs, run
+                // i % runs); lane l of group g takes column 32 g + l (16 bytes of one image's
+                // channels), the runs an even split of the image's pixels.
+                let vectors = c / vec;
+                let columns = self.input.batch() * vectors;
+                let hw = self.input.height() * self.input.width();
+                let (group, run) = (i / self.runs, i % self.runs);
+                let (base, longer) = (hw / self.runs, hw % self.runs);
+                let first = run * base + run.min(longer);
+                let count = base + usize::from(run < longer);
+                (group * 32..((group + 1) * 32).min(columns))
+                    .flat_map(|column| {
+                        let (n, ch) = (column / vectors, column % vectors * vec);
+                        (first..first + count).flat_map(move |p| {
+                            let at = (n * hw + p) * c + ch;
+                            at..at + vec
+                        })
+                    })
+                    .collect()
+            }
             (Some(ForwardKernel::NhwcVector), _) | (_, Some(BackwardKernel::GatherNhwcVector)) => {
                 (i * vec..(i + 1) * vec).collect()
             }
@@ -415,6 +440,8 @@ fn large_cases(dtype: DType) -> Vec<LargeCase> {
                 work,
                 items,
                 split: (0, 0),
+                sms: HUGE_DEVICE_SMS,
+                runs: 0,
                 per_item: 1,
             });
         }
@@ -458,9 +485,29 @@ fn large_cases(dtype: DType) -> Vec<LargeCase> {
                 work,
                 items,
                 split: (0, 0),
+                sms: HUGE_DEVICE_SMS,
+                runs: 0,
                 per_item,
             });
         }
+    }
+    // The channels-last broadcast on a device with an eighth of the threads: two or more
+    // 16-byte words per thread, so its warps store runs of pixels (`run_large` counts them).
+    for (input, output) in [image_global, images_global] {
+        cases.push(LargeCase {
+            name: format!("bwd Broadcast runs Nhwc {output:?} -> {input:?}"),
+            input,
+            output,
+            layout: Nhwc,
+            forward: None,
+            backward: Some(B::Broadcast),
+            work: Work::Warp,
+            items: 0,
+            split: (0, 0),
+            per_item: 1,
+            sms: HUGE_DEVICE_SMS >> 3,
+            runs: 0,
+        });
     }
     cases
 }
@@ -555,7 +602,7 @@ fn items_of(work: Work, b: usize, grid: usize, items: usize) -> Vec<usize> {
 fn run_large<T: Element>(arch: u32, case: &LargeCase) -> (usize, usize) {
     let device = DeviceLimits {
         compute_capability: arch,
-        ..huge_device()
+        multiprocessors: case.sms,
     };
     let dtype = T::DTYPE;
     let plan = match (case.forward, case.backward) {
@@ -597,6 +644,7 @@ fn run_large<T: Element>(arch: u32, case: &LargeCase) -> (usize, usize) {
     assert_eq!(launch.grid[1..], [1, 1]);
     let size = std::mem::size_of::<T>();
     let scatter;
+    let broadcast;
     let case = if atomic {
         // The planner's mirror of the kernel's split: a mismatch shows as wrong cells below.
         let (lanes, rows) = plan::scatter_split(&case.output, &case.input, case.layout, dtype);
@@ -610,6 +658,34 @@ fn run_large<T: Element>(arch: u32, case: &LargeCase) -> (usize, usize) {
             ..case.clone()
         };
         &scatter
+    } else if case.backward == Some(BackwardKernel::Broadcast) && case.layout == Layout::Nhwc {
+        let vec = 16 / size;
+        let words = case.input.numel() / vec;
+        let per_thread = words / (grid * THREADS_PER_BLOCK as usize);
+        broadcast = if per_thread < 2 {
+            // A thread per word, in block runs.
+            LargeCase {
+                work: Work::EvenRun,
+                items: words,
+                per_item: vec,
+                runs: 0,
+                ..case.clone()
+            }
+        } else {
+            // Warp units: groups of 32 columns (16 bytes of one image's channels each) times
+            // pixel runs of min(words / threads, BROADCAST_RUN) pixels.
+            let columns = case.input.batch() * case.input.channels() / vec;
+            let hw = case.input.height() * case.input.width();
+            let runs = hw.div_ceil(per_thread.min(plan::BROADCAST_RUN));
+            LargeCase {
+                work: Work::Warp,
+                items: columns.div_ceil(32) * runs,
+                per_item: 1,
+                runs,
+                ..case.clone()
+            }
+        };
+        &broadcast
     } else {
         case
     };

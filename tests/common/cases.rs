@@ -90,6 +90,10 @@ pub fn edge_cases() -> Vec<Case> {
             // (`kernels/gather_tables.cuh`): their dividing fallback, the 16-byte NHWC gather's
             // included (8 channels).
             Case::new(&[1, 8, 1030, 2], (3, 2), layout),
+            // Global pooling with more 16-byte words than a small device has threads: the
+            // channels-last broadcast's warps store runs of several pixels (575 pixels in
+            // uneven runs, the last group of 32 columns partial in every dtype).
+            Case::new(&[2, 96, 23, 25], 1, layout),
         ]);
     }
     cases
