@@ -257,9 +257,9 @@ __device__ __forceinline__ void backward_broadcast_nhwc(const T* __restrict__ gr
         broadcast(grad_out, grad_in, batch, channels, in_h, in_w, true);
         return;
     }
+    const A scale = reciprocal_area<T>((u64)hw);
     const I words = total / (I)N;
     if ((u64)words < 2 * threads) {
-        const A scale = reciprocal_area<T>((u64)hw);
         const I image = hw * channels;
         const BlockRun<I> run = block_run(words, true);
         for (I v = run.begin + (I)threadIdx.x; v < run.end; v += (I)blockDim.x) {
@@ -274,7 +274,6 @@ __device__ __forceinline__ void backward_broadcast_nhwc(const T* __restrict__ gr
         }
         return;
     }
-    const A scale = reciprocal_area<T>((u64)hw);
     const I vectors = channels / (I)N;  // words per pixel
     const I columns = batch * vectors;
     const I groups = (columns + 31) / 32;

@@ -662,30 +662,30 @@ fn run_large<T: Element>(arch: u32, case: &LargeCase) -> (usize, usize) {
         let vec = 16 / size;
         let words = case.input.numel() / vec;
         let per_thread = words / (grid * THREADS_PER_BLOCK as usize);
-        broadcast = if per_thread < 2 {
-            // A thread per word, in block runs.
-            LargeCase {
-                work: Work::EvenRun,
-                items: words,
-                per_item: vec,
-                runs: 0,
-                ..case.clone()
-            }
+        // `large_cases` gives the word path's cases block runs and the run path's warp units;
+        // each must take the path it was written for.
+        let run_path = matches!(case.work, Work::Warp);
+        assert_eq!(
+            per_thread >= 2,
+            run_path,
+            "{}: {per_thread} words per thread",
+            case.name
+        );
+        if !run_path {
+            case
         } else {
             // Warp units: groups of 32 columns (16 bytes of one image's channels each) times
             // pixel runs of min(words / threads, BROADCAST_RUN) pixels.
             let columns = case.input.batch() * case.input.channels() / vec;
             let hw = case.input.height() * case.input.width();
             let runs = hw.div_ceil(per_thread.min(plan::BROADCAST_RUN));
-            LargeCase {
-                work: Work::Warp,
+            broadcast = LargeCase {
                 items: columns.div_ceil(32) * runs,
-                per_item: 1,
                 runs,
                 ..case.clone()
-            }
-        };
-        &broadcast
+            };
+            &broadcast
+        }
     } else {
         case
     };
